@@ -10,7 +10,8 @@ from __future__ import annotations
 from mrseg.cli.app import app, main
 
 # Command modules register themselves on import.
-from mrseg.cli import annotations as _annotations  # noqa: F401  # isort: skip
+# (not ``from mrseg.cli import annotations``: that name is the ``__future__`` feature imported above)
+import mrseg.cli.annotations as _annotations  # noqa: F401  # isort: skip
 from mrseg.cli import demo as _demo  # noqa: F401  # isort: skip
 from mrseg.cli import models as _models  # noqa: F401  # isort: skip
 from mrseg.cli import predict as _predict  # noqa: F401  # isort: skip

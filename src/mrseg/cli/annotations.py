@@ -1,5 +1,128 @@
-"""CLI commands (registered on :data:`mrseg.cli.app.app`)."""
+"""``mrseg annotations`` and ``mrseg tissue``: inspect annotation files and tissue masks."""
 
 from __future__ import annotations
 
-from mrseg.cli.app import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mrseg.cli.app import app
+from mrseg.errors import MrsegError
+
+
+@app.command("annotations")
+def annotations_command(
+    file: Path = typer.Argument(..., help="ASAP XML, GeoJSON, or label mask (TIFF/PNG)."),
+    slide: Path | None = typer.Option(None, "--slide", help="The slide: gives mpp, mask scale and an overlay."),
+    mpp: float | None = typer.Option(None, "--mpp", help="Microns per level-0 pixel (overrides the slide's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    overlay: Path | None = typer.Option(
+        None, "--overlay", help="Overlay PNG path (needs --slide; default ./<FILE stem>.overlay.png)."
+    ),
+) -> None:
+    """Summarise an annotation file: counts per group/label, areas (mm^2 when mpp is known), bounding box."""
+    from mrseg.annotations import load_annotations
+    from mrseg.annotations.stats import summarize, write_overlay
+
+    if mpp is not None and not mpp > 0:
+        raise MrsegError(f"--mpp must be positive, got {mpp}")
+    if overlay is not None and slide is None:
+        raise MrsegError("--overlay needs --slide (the overlay is drawn on the slide thumbnail)")
+    opened: Any = None
+    try:
+        if slide is not None:
+            from mrseg.slide import Slide
+
+            opened = Slide.open(slide, mpp=mpp)
+            mpp = opened.mpp
+        dims = tuple(opened.dimensions) if opened is not None else None
+        with load_annotations(file, slide_dimensions=dims) as ann:  # type: ignore[arg-type]
+            summary = summarize(ann, mpp)
+            if opened is not None:
+                target = overlay if overlay is not None else Path.cwd() / f"{file.stem}.overlay.png"
+                summary["overlay"] = str(write_overlay(ann, opened, target))
+    finally:
+        if opened is not None:
+            opened.close()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    count = summary["annotations"]
+    console.print(f"{summary['file']}: {summary['kind']}" + (f", {count} annotation(s)" if count is not None else ""))
+    if summary["groups"]:
+        groups = Table("group", "label", "count", "area (level-0 px^2)", "area (mm^2)", title="annotations by group")
+        for entry in summary["groups"]:
+            groups.add_row(
+                entry["group"] or "(none)",
+                str(entry["label"]),
+                str(entry["count"]),
+                f"{entry['area_l0_px2']:.0f}",
+                "n/a" if entry["area_mm2"] is None else f"{entry['area_mm2']:.4f}",
+            )
+        console.print(groups)
+    table = Table(
+        "label", "role", "count", "groups", "area (level-0 px^2)", "area (mm^2)", title="labels after exclusions"
+    )
+    for entry in summary["labels"]:
+        table.add_row(
+            str(entry["label"]),
+            entry["role"],
+            "-" if entry["count"] is None else str(entry["count"]),
+            ", ".join(entry["groups"]) or "-",
+            f"{entry['area_l0_px2']:.0f}",
+            "n/a" if entry["area_mm2"] is None else f"{entry['area_mm2']:.4f}",
+        )
+    console.print(table)
+    if summary["total_area_mm2"] is None:
+        console.print("total area: unavailable in mm^2 (give --slide or --mpp)")
+    else:
+        console.print(f"total area: {summary['total_area_mm2']:.4f} mm^2 at {summary['mpp']:g} mpp")
+    bounds = summary["bounds_l0"]
+    console.print("bounding box (level-0 px): " + ("none" if bounds is None else ", ".join(f"{b:.1f}" for b in bounds)))
+    if "overlay" in summary:
+        console.print(f"overlay: {summary['overlay']}")
+
+
+@app.command("tissue")
+def tissue_command(
+    slide: Path = typer.Argument(..., help="Slide file."),
+    tissue_mpp: float = typer.Option(8.0, "--tissue-mpp", help="Microns per pixel of the detection thumbnail."),
+    mpp: float | None = typer.Option(None, "--mpp", help="Level-0 mpp of the slide (overrides its metadata)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the mask (.png or .npz)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask."""
+    from mrseg.slide import Slide
+    from mrseg.tissue import tissue_mask
+
+    if not tissue_mpp > 0:
+        raise MrsegError(f"--tissue-mpp must be positive, got {tissue_mpp}")
+    with Slide.open(slide, mpp=mpp) as opened:
+        tm = tissue_mask(opened, mpp=tissue_mpp)
+    result: dict[str, Any] = {
+        "slide": str(slide),
+        "tissue_mpp": tissue_mpp,
+        "shape": list(tm.mask.shape),
+        "fraction": tm.fraction,
+        "tissue_area_mm2": tm.fraction * (tm.box_l0[2] * tm.box_l0[3]) * opened.mpp**2 / 1e6,
+    }
+    if out is not None:
+        result["out"] = str(tm.save(out))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(
+            f"{slide}: tissue fraction {tm.fraction:.3f} ({result['tissue_area_mm2']:.2f} mm^2) "
+            f"on a {tm.mask.shape[1]}x{tm.mask.shape[0]} mask at {tissue_mpp:g} mpp"
+            + (f"; wrote {result['out']}" if out is not None else "")
+        )

@@ -1,0 +1,171 @@
+"""Tests of mrseg.tissue: detection on real and synthetic slides, queries, save/load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrseg.errors import DataError
+from mrseg.slide import Slide
+from mrseg.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask
+
+PINK = np.array([220, 140, 190])
+PURPLE = np.array([130, 70, 160])
+
+
+def he_disc(size: int = 800, radius: float = 250.0, seed: int = 0, pen: bool = False) -> tuple[np.ndarray, float]:
+    """White image with an H&E-coloured textured disc; returns the image and the disc's area fraction."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2
+    image = np.full((size, size, 3), 245, dtype=np.float64) + rng.normal(0, 3, (size, size, 3))
+    nuclei = rng.random((size, size)) < 0.2
+    tissue = np.where(nuclei[..., None], PURPLE, PINK) + rng.normal(0, 12, (size, size, 3))
+    image[disc] = tissue[disc]
+    if pen:  # a blue-green marker line across the background
+        image[40:60, 50:750] = (20, 120, 170)
+    return np.clip(image, 0, 255).astype(np.uint8), float(disc.mean())
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("name", "mpp", "low", "high"),
+    [("CMU-1-Small-Region.svs", None, 0.25, 0.55), ("tcga-cr-7395-01a-01-ts1.svs", 0.5, 0.5, 0.8)],
+)
+def test_real_slides_reasonable_fraction(
+    shared_data: Path, name: str, mpp: float | None, low: float, high: float
+) -> None:
+    # Checked by eye on overlays: CMU ~0.37 (a strip of skin), TCGA ~0.66 (a large tumour section).
+    with Slide.open(shared_data / "slides" / name, mpp=mpp) as slide:
+        tm = tissue_mask(slide, mpp=8.0)
+        thumb = slide.thumbnail(8.0)
+    assert tm.mask.shape == thumb.shape[:2]
+    assert low < tm.fraction < high
+    assert tm.box_l0 == (0.0, 0.0, *map(float, slide.dimensions))
+    # Tissue pixels are darker and more coloured than the rest on average.
+    assert thumb[tm.mask].mean() < thumb[~tm.mask].mean() - 20
+
+
+def test_known_disc_fraction(rgb_tiff: Callable[..., Path]) -> None:
+    image, truth = he_disc(pen=True)
+    with Slide.open(rgb_tiff(image, mpp=0.5)) as slide:
+        tm = tissue_mask(slide, mpp=2.0)  # 4x coarser: a 200 x 200 mask
+    assert tm.mask.shape == (200, 200)
+    assert tm.fraction == pytest.approx(truth, abs=0.02)
+    assert not tm.mask[10:15, 12:188].any()  # the pen line is not tissue
+    centre, corner = np.array([[400.0, 400.0]]), np.array([[20.0, 780.0]])
+    assert tm.contains(centre)[0] and not tm.contains(corner)[0]
+    assert tm.fraction_in_box((300, 300, 500, 500)) == pytest.approx(1.0)
+    assert tm.fraction_in_box((0, 700, 100, 800)) == 0.0
+
+
+@pytest.mark.parametrize("value", [255, 0, 250])
+def test_blank_slides_give_empty_mask_and_warning(
+    rgb_tiff: Callable[..., Path], caplog: pytest.LogCaptureFixture, value: int
+) -> None:
+    image = np.full((300, 400, 3), value, dtype=np.uint8)
+    with Slide.open(rgb_tiff(image, mpp=0.5)) as slide, caplog.at_level(logging.WARNING, logger="mrseg"):
+        tm = tissue_mask(slide, mpp=4.0)
+    assert not tm.mask.any() and tm.fraction == 0.0
+    assert "no tissue found" in caplog.text
+
+
+def test_noisy_background_is_not_tissue() -> None:
+    rng = np.random.default_rng(3)
+    image = np.clip(240 + rng.normal(0, 4, (200, 200, 3)), 0, 255).astype(np.uint8)
+    assert not detect_tissue(image, mpp=8.0).any()
+
+
+class StandIn:
+    """Minimal slide-like object: a fixed thumbnail for a 1000 x 600 level-0 slide at 0.5 mpp."""
+
+    def __init__(self, thumb: np.ndarray) -> None:
+        self.thumb = thumb
+        self.dimensions = (1000, 600)
+        self.mpp = 0.5
+        self.path = Path("standin.tif")
+
+    def thumbnail(self, mpp: float) -> np.ndarray:
+        return self.thumb
+
+
+def test_queries_follow_the_read_grid() -> None:
+    thumb = np.full((60, 100, 3), 255, dtype=np.uint8)
+    thumb[20:40, 30:70] = PURPLE  # 10 level-0 px per mask pixel
+    params = TissueParams(min_object_um2=1.0, smooth_um=0.0)
+    tm = tissue_mask(StandIn(thumb), mpp=5.0, params=params)
+    assert tm.scale == (10.0, 10.0)
+    assert tm.mask.sum() == 20 * 40
+    pts = np.array([[300.0, 200.0], [299.9, 200.0], [699.9, 399.9], [700.0, 350.0], [-5.0, 250.0], [350.0, 1e6]])
+    np.testing.assert_array_equal(tm.contains(pts), [True, False, True, False, False, False])
+    assert tm.fraction_in_box((295, 200, 305, 210)) == pytest.approx(0.5)
+    assert tm.fraction_in_box((300, 200, 700, 400)) == pytest.approx(1.0)
+    assert tm.fraction_in_box((600, 300, 800, 500)) == pytest.approx(0.25)
+    assert tm.fraction_in_box((900, 500, 1100, 700)) == 0.0
+    grid = tm.rasterize((0, 0, 1000, 600), (200, 120))
+    np.testing.assert_array_equal(grid, np.kron(tm.mask, np.ones((2, 2), dtype=bool)))
+    with pytest.raises(ValueError):
+        tm.fraction_in_box((10, 10, 5, 20))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".npz"])
+def test_save_load_roundtrip(tmp_path: Path, suffix: str) -> None:
+    mask = np.random.default_rng(0).random((30, 40)) > 0.5
+    tm = TissueMask(mask=mask, mpp=8.0, box_l0=(0.0, 0.0, 640.0, 480.0))
+    path = tm.save(tmp_path / f"tissue{suffix}")
+    loaded = TissueMask.load(path)
+    np.testing.assert_array_equal(loaded.mask, mask)
+    assert loaded.mpp == 8.0 and loaded.box_l0 == tm.box_l0
+
+
+def test_load_rejects_foreign_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "plain.png")
+    with pytest.raises(DataError, match="not a tissue mask"):
+        TissueMask.load(tmp_path / "plain.png")
+
+
+def test_invalid_inputs() -> None:
+    with pytest.raises(ValueError):
+        TissueMask(mask=np.zeros((0, 3), bool), mpp=8.0, box_l0=(0, 0, 1, 1))
+    with pytest.raises(ValueError):
+        detect_tissue(np.zeros((5, 5), np.uint8), mpp=8.0)
+
+
+def test_fraction_in_boxes_matches_brute_force() -> None:
+    rng = np.random.default_rng(7)
+    mask = rng.random((12, 16)) > 0.6
+    tm = TissueMask(mask=mask, mpp=8.0, box_l0=(0.0, 0.0, 160.0, 120.0))  # 10 level-0 px per mask pixel
+    x0 = rng.uniform(-30, 150, 40)
+    y0 = rng.uniform(-30, 110, 40)
+    boxes = np.column_stack([x0, y0, x0 + rng.uniform(1, 60, 40), y0 + rng.uniform(1, 60, 40)])
+    fast = tm.fraction_in_boxes(boxes)
+    for box, value in zip(boxes, fast, strict=True):
+        # Brute force: the box's own fine grid of 0.05 level-0 px, counting centres on tissue.
+        fine = tm.rasterize(box, (max(1, round((box[2] - box[0]) * 20)), max(1, round((box[3] - box[1]) * 20))))
+        assert value == pytest.approx(fine.mean(), abs=0.01)
+    assert tm.fraction_in_box(boxes[0]) == pytest.approx(fast[0])
+
+
+@pytest.mark.slow
+def test_synthetic_slide_tissue_covers_its_annotations(tmp_path: Path) -> None:
+    synth = pytest.importorskip("mrseg.synth")
+    from mrseg.annotations import load_annotations
+
+    manifest = synth.generate(tmp_path / "synth", 1, seed=0, size_px=1024)
+    row = manifest.read_text().splitlines()[1].split(",")
+    root = manifest.parent
+    with Slide.open(root / row[0]) as slide:
+        tm = tissue_mask(slide, mpp=4.0)
+        ann = load_annotations(root / row[1], slide_dimensions=slide.dimensions)
+    assert 0.1 < tm.fraction < 0.95
+    if not ann.labels:
+        pytest.skip("the generator drew a slide without tumour for this seed")
+    for label in ann.labels:
+        points = ann.sample_points(label, 200, np.random.default_rng(0))
+        assert tm.contains(points).mean() > 0.95
