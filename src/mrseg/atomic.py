@@ -40,6 +40,9 @@ def atomic_path(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
         tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            # mkstemp/mkdtemp create private (0600/0700) entries; give the output normal permissions.
+            tmp.chmod((0o777 if tmp.is_dir() else 0o666) & ~_umask())
         if is_dir and dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -50,6 +53,12 @@ def atomic_path(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:

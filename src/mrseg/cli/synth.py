@@ -1,5 +1,30 @@
-"""CLI commands (registered on :data:`mrseg.cli.app.app`)."""
+"""``mrseg synth``: generate the embedded synthetic data set."""
 
 from __future__ import annotations
 
-from mrseg.cli.app import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from mrseg.cli.app import app
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Output folder (must not exist or be empty, unless --overwrite)."),
+    slides: int = typer.Option(4, "--slides", "-n", help="Number of slides."),
+    seed: int = typer.Option(0, "--seed", help="Data-set seed (slide i is seeded from (seed, i))."),
+    size: int = typer.Option(8192, "--size", help="Level-0 side of every slide in pixels at --mpp."),
+    mpp: float = typer.Option(0.5, "--mpp", help="Microns per level-0 pixel."),
+    split: str | None = typer.Option(None, "--split", help="Split fractions, e.g. train=0.8,val=0.2."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Slides generated in parallel processes (same output)."),
+    threads: int = typer.Option(1, "--threads", help="Threads rendering each slide (same output)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+) -> None:
+    """Generate synthetic lymph-node-like H&E slides, ASAP annotations, label masks and a manifest."""
+    from mrseg.synth import generate
+
+    manifest = generate(
+        out, slides, seed, size_px=size, mpp=mpp, split=split, workers=workers, threads=threads, overwrite=overwrite
+    )
+    typer.echo(f"wrote {slides} slides; manifest: {manifest}")
