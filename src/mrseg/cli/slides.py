@@ -1,5 +1,113 @@
-"""CLI commands (registered on :data:`mrseg.cli.app.app`)."""
+"""``mrseg info`` (a slide's facts) and ``mrseg patch`` (a concentric multi-resolution figure)."""
 
 from __future__ import annotations
 
-from mrseg.cli.app import app  # noqa: F401
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mrseg.cli.app import app
+from mrseg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": False}
+_BACKEND_HELP = "auto (OpenSlide, falling back to tiffslide), openslide or tiffslide."
+
+
+def slide_facts(slide: Any) -> dict[str, Any]:
+    """The JSON-able facts ``mrseg info --json`` prints for an open :class:`mrseg.slide.Slide`."""
+    return {
+        "path": str(slide.path),
+        "backend": slide.backend,
+        "vendor": slide.vendor,
+        "dimensions": list(slide.dimensions),
+        "level_count": slide.level_count,
+        "levels": [
+            {"size": list(size), "downsample": ds, "mpp": mpp}
+            for size, ds, mpp in zip(slide.level_dimensions, slide.level_downsamples, slide.level_mpps, strict=True)
+        ],
+        "mpp": slide.mpp,
+        "associated_images": list(slide.associated_images),
+    }
+
+
+@app.command("info")
+def info_command(
+    slide_path: Path = typer.Argument(..., metavar="SLIDE", help="Slide file (any OpenSlide format or TIFF)."),
+    mpp: float | None = typer.Option(None, "--mpp", help="Microns per level-0 pixel (overrides the metadata)."),
+    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Print a slide's size, pyramid levels with their mpp, vendor and associated images."""
+    from mrseg.slide import Slide
+
+    with Slide.open(slide_path, backend=backend, mpp=mpp) as slide:
+        facts = slide_facts(slide)
+    if as_json:
+        typer.echo(json.dumps(facts))
+        return
+    w, h = facts["dimensions"]
+    typer.echo(f"{facts['path']}")
+    typer.echo(f"  backend   {facts['backend']} (vendor {facts['vendor']})")
+    typer.echo(
+        f"  size      {w} x {h} px at {facts['mpp']:g} um/px ({w * facts['mpp'] / 1000:.2f} x "
+        f"{h * facts['mpp'] / 1000:.2f} mm)"
+    )
+    typer.echo(f"  levels    {facts['level_count']}")
+    for index, level in enumerate(facts["levels"]):
+        lw, lh = level["size"]
+        typer.echo(f"    {index}: {lw} x {lh} px, downsample {level['downsample']:g}, {level['mpp']:.4g} um/px")
+    names = ", ".join(facts["associated_images"]) or "none"
+    typer.echo(f"  associated images: {names}")
+
+
+def _parse_numbers(option: str, first: list[str] | None, extra: list[str]) -> list[float]:
+    """``--mpp 0.5 1 2 4``, ``--mpp 0.5 --mpp 1`` and ``--mpp 0.5,1,2,4`` all give ``[0.5, 1, 2, 4]``."""
+    tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
+    try:
+        return [float(t) for t in tokens]
+    except ValueError as error:
+        raise ConfigError(f"{option} takes numbers (microns per pixel), got {tokens}") from error
+
+
+@app.command("patch", context_settings=_EXTRA_ARGS)
+def patch_command(
+    ctx: typer.Context,
+    slide_path: Path = typer.Argument(..., metavar="SLIDE", help="Slide file."),
+    center: tuple[float, float] = typer.Option(..., "--center", help="Centre X Y in level-0 pixels."),
+    mpps: list[str] = typer.Option(
+        None, "--mpp", help="Resolutions in microns per pixel, finest first: --mpp 0.5 1 2 4 [default: 0.5 1 2 4]."
+    ),
+    size: int = typer.Option(512, "--size", help="Patch edge in pixels (at each patch's own mpp)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output PNG (written atomically)."),
+    slide_mpp: float | None = typer.Option(
+        None, "--slide-mpp", help="Microns per level-0 pixel of the slide (overrides the metadata)."
+    ),
+    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+) -> None:
+    """Write the concentric patches around one centre side by side, finer fields of view outlined."""
+    from PIL import Image
+
+    from mrseg.atomic import atomic_path
+    from mrseg.concentric import ConcentricSpec, concentric_figure, read_concentric
+    from mrseg.slide import Slide
+
+    if ctx.args and mpps is None:
+        raise ConfigError(f"unexpected arguments {ctx.args}")
+    values = _parse_numbers("--mpp", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
+    spec = ConcentricSpec(mpps=tuple(values), size_px=size)
+    if not all(math.isfinite(c) for c in center):
+        raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
+    with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
+        patches = read_concentric(slide, center, spec)
+    figure = concentric_figure(patches, spec.mpps)
+    with atomic_path(out) as tmp:
+        Image.fromarray(figure).save(tmp, format="PNG")
+    typer.echo(
+        f"wrote {out} ({spec.num_resolutions} patches of {size} px at {' '.join(f'{m:g}' for m in spec.mpps)} um/px)"
+    )

@@ -1,0 +1,248 @@
+"""Pure geometry of slide reads: boxes, level choice, covering regions, chunks and grids (no I/O).
+
+Frames (see ``docs/architecture.md`` and ``docs/slides.md``):
+
+* **level-0 pixels, continuous**: pixel ``(i, j)`` of level 0 covers ``[i, i+1) x [j, j+1)``;
+  a box is ``(x0, y0, x1, y1)`` in these units (floats allowed).
+* **level-k pixels**: the same plane divided by the level's downsample ``d_k``; level pixel ``i``
+  covers level-0 ``[i * d_k, (i + 1) * d_k)``.
+* **output pixels**: a read of ``box_l0`` into ``size_px = (width, height)`` makes output pixel
+  ``(u, v)`` stand for ``[x0 + u*sx, x0 + (u+1)*sx) x [y0 + v*sy, y0 + (v+1)*sy)`` with
+  ``sx = (x1 - x0) / width``; its centre is at ``x0 + (u + 0.5) * sx``.
+
+Integer regions ``(ix0, iy0, ix1, iy1)`` are half-open pixel ranges of one level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+#: ``(x0, y0, x1, y1)`` in continuous pixel coordinates of a stated frame (floats).
+Box = tuple[float, float, float, float]
+#: ``(ix0, iy0, ix1, iy1)`` half-open integer pixel range of one level.
+Region = tuple[int, int, int, int]
+#: ``(width, height)`` in pixels at a stated mpp.
+Size = tuple[int, int]
+
+#: Relative tolerance of level choice: a level whose mpp is at most ``target * (1 + LEVEL_TOLERANCE)``
+#: is fine enough (so a 0.2475 or 0.2525 mpp scan serves 0.25 mpp requests from level 0).
+LEVEL_TOLERANCE = 0.02
+
+
+def as_size(size_px: int | Sequence[int]) -> Size:
+    """Normalise ``size_px`` (an int for square, or ``(width, height)``) and check it is positive.
+
+    >>> as_size(3), as_size((4, 2))
+    ((3, 3), (4, 2))
+    """
+    if isinstance(size_px, (int, np.integer)):
+        size = (int(size_px), int(size_px))
+    else:
+        values = tuple(int(s) for s in size_px)
+        if len(values) != 2:
+            raise ValueError(f"size_px must be an int or (width, height), got {size_px!r}")
+        size = (values[0], values[1])
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"size_px must be positive, got {size}")
+    return size
+
+
+def centered_box(center_l0: Sequence[float], size_px: int | Sequence[int], downsample: float) -> Box:
+    """Box (level-0 pixels) of a ``size_px`` read centred on ``center_l0``.
+
+    Parameters
+    ----------
+    center_l0
+        ``(x, y)`` centre in continuous level-0 pixels (sub-pixel values kept).
+    size_px
+        Output size ``(width, height)`` (or one int) in pixels at the requested mpp.
+    downsample
+        Level-0 pixels per output pixel (``mpp / slide.mpp``).
+
+    >>> centered_box((10.0, 10.0), 4, 0.5)
+    (9.0, 9.0, 11.0, 11.0)
+    """
+    if not downsample > 0 or not math.isfinite(downsample):
+        raise ValueError(f"downsample must be a positive number, got {downsample!r}")
+    width, height = as_size(size_px)
+    cx, cy = float(center_l0[0]), float(center_l0[1])
+    x0 = cx - width * downsample / 2
+    y0 = cy - height * downsample / 2
+    return (x0, y0, x0 + width * downsample, y0 + height * downsample)
+
+
+def check_box(box: Sequence[float]) -> Box:
+    """Return ``box`` as a float 4-tuple, raising ``ValueError`` unless finite with ``x1 > x0``, ``y1 > y0``."""
+    values = tuple(float(v) for v in box)
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"a box is four finite numbers (x0, y0, x1, y1), got {box!r}")
+    x0, y0, x1, y1 = values
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"a box needs x1 > x0 and y1 > y0, got {values}")
+    return (x0, y0, x1, y1)
+
+
+def box_scale(box: Box, size_px: Size) -> tuple[float, float]:
+    """``(sx, sy)``: box units per output pixel along x and y."""
+    return ((box[2] - box[0]) / size_px[0], (box[3] - box[1]) / size_px[1])
+
+
+def choose_level(level_mpps: Sequence[float], target_mpp: float, tolerance: float = LEVEL_TOLERANCE) -> int:
+    """Index of the coarsest level that is still fine enough for ``target_mpp``.
+
+    A level qualifies when its mpp is ``<= target_mpp * (1 + tolerance)``; among those the one
+    with the largest mpp (fewest pixels to read) wins. When even level 0 is coarser than the
+    target (up-sampling), level 0 is returned.
+
+    Parameters
+    ----------
+    level_mpps
+        Microns per pixel of each level, level 0 first (ascending).
+    target_mpp
+        Microns per output pixel wanted.
+    tolerance
+        Relative slack, so 0.2475 vs 0.25 counts as a match.
+
+    >>> choose_level([0.25, 0.5, 1.0, 2.0], 0.9)
+    1
+    >>> choose_level([0.25, 0.5, 1.0, 2.0], 0.99)
+    2
+    >>> choose_level([0.25, 0.5], 0.1)
+    0
+    """
+    if not target_mpp > 0:
+        raise ValueError(f"target mpp must be positive, got {target_mpp!r}")
+    best = 0
+    limit = target_mpp * (1 + tolerance)
+    for index, level_mpp in enumerate(level_mpps):
+        if level_mpp <= limit and level_mpp >= level_mpps[best]:
+            best = index
+    return best
+
+
+def snap_downsample(dims0: Size, dims_k: Size, reported: float) -> float:
+    """The geometric downsample of a pyramid level.
+
+    Pyramids are built by integer factors, with the level size rounded down or up; readers
+    report the *average* ratio of sizes (e.g. 1.9959 for a 601-wide slide whose level 1 is 301
+    wide). When an integer factor ``d`` reproduces both level sides (``floor`` or ``ceil`` of
+    ``dims0 / d``) it is the true downsample and is returned; otherwise ``reported`` is kept.
+
+    >>> snap_downsample((601, 401), (301, 201), 1.9958)
+    2.0
+    >>> snap_downsample((4443, 3567), (2221, 1783), 2.0005)
+    2.0
+    >>> snap_downsample((1000, 1000), (300, 300), 3.333)
+    3.333
+    """
+    w0, h0 = dims0
+    wk, hk = dims_k
+    candidates = {max(1, round(reported)), max(1, round(w0 / max(wk, 1))), max(1, round(h0 / max(hk, 1)))}
+    for d in sorted(candidates):
+        if wk in (w0 // d, -(-w0 // d)) and hk in (h0 // d, -(-h0 // d)):
+            return float(d)
+    return float(reported)
+
+
+def to_level(box_l0: Box, downsample: float) -> Box:
+    """Express a level-0 box in level pixels of a level with the given downsample."""
+    return (box_l0[0] / downsample, box_l0[1] / downsample, box_l0[2] / downsample, box_l0[3] / downsample)
+
+
+def covering_region(box: Box, margin: int = 1) -> Region:
+    """Smallest integer region containing ``box`` grown by ``margin`` pixels on every side.
+
+    The margin gives the bilinear/area filters the neighbours they need at the edges.
+
+    >>> covering_region((1.5, 2.0, 3.2, 4.0), margin=1)
+    (0, 1, 5, 5)
+    """
+    return (
+        math.floor(box[0]) - margin,
+        math.floor(box[1]) - margin,
+        math.ceil(box[2]) + margin,
+        math.ceil(box[3]) + margin,
+    )
+
+
+def aligned_region(box: Box, size_px: Size, atol: float = 1e-6) -> Region | None:
+    """The integer region equal to ``box`` when it maps 1:1 onto ``size_px`` pixels, else ``None``.
+
+    ``box`` is in level pixels. A match needs integer corners (within ``atol``) and a box exactly
+    ``size_px`` pixels large, so the read is a plain copy of level pixels (no resampling).
+
+    >>> aligned_region((2.0, 3.0, 6.0, 5.0), (4, 2))
+    (2, 3, 6, 5)
+    >>> aligned_region((2.5, 3.0, 6.5, 5.0), (4, 2)) is None
+    True
+    """
+    rounded = tuple(round(v) for v in box)
+    if any(abs(v - r) > atol for v, r in zip(box, rounded, strict=True)):
+        return None
+    ix0, iy0, ix1, iy1 = (int(r) for r in rounded)
+    if (ix1 - ix0, iy1 - iy0) != (size_px[0], size_px[1]):
+        return None
+    return (ix0, iy0, ix1, iy1)
+
+
+def intersect(region: Region, bounds: Region) -> Region | None:
+    """Intersection of two integer regions, or ``None`` when empty."""
+    ix0, iy0 = max(region[0], bounds[0]), max(region[1], bounds[1])
+    ix1, iy1 = min(region[2], bounds[2]), min(region[3], bounds[3])
+    if ix1 <= ix0 or iy1 <= iy0:
+        return None
+    return (ix0, iy0, ix1, iy1)
+
+
+def union_region(regions: Sequence[Region]) -> Region:
+    """Bounding integer region of several regions."""
+    if not regions:
+        raise ValueError("union of no regions")
+    arr = np.asarray(regions, dtype=np.int64)
+    return (int(arr[:, 0].min()), int(arr[:, 1].min()), int(arr[:, 2].max()), int(arr[:, 3].max()))
+
+
+def region_area(region: Region) -> int:
+    """Number of pixels of an integer region (0 when empty)."""
+    return max(0, region[2] - region[0]) * max(0, region[3] - region[1])
+
+
+def chunk_points(points: np.ndarray, cell: float) -> list[np.ndarray]:
+    """Group points into square cells of edge ``cell`` (same units), in row-major cell order.
+
+    Returns the index arrays (into ``points``) of each non-empty cell; every index appears in
+    exactly one group, and indices keep their original order within a group.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if not cell > 0:
+        raise ValueError(f"cell must be positive, got {cell!r}")
+    if len(pts) == 0:
+        return []
+    cells = np.floor(pts / cell).astype(np.int64)
+    order = np.lexsort((cells[:, 0], cells[:, 1]))
+    keys = cells[order]
+    breaks = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    return [np.sort(group) for group in np.split(order, breaks)]
+
+
+def grid_centers(box_l0: Box, step_l0: float | tuple[float, float]) -> np.ndarray:
+    """Centres of a regular lattice of tiles of edge ``step_l0`` laid over ``box_l0`` (level-0 px).
+
+    The first tile starts at the box's top-left corner; tiles are added while their start is
+    inside the box (the last row/column may stick out). Returns ``float64 (n, 2)`` ``(x, y)`` in
+    row-major order.
+
+    >>> grid_centers((0, 0, 10, 4), 4).tolist()
+    [[2.0, 2.0], [6.0, 2.0], [10.0, 2.0]]
+    """
+    x0, y0, x1, y1 = check_box(box_l0)
+    sx, sy = (step_l0, step_l0) if isinstance(step_l0, (int, float)) else step_l0
+    if not (sx > 0 and sy > 0):
+        raise ValueError(f"step must be positive, got {step_l0!r}")
+    xs = x0 + sx * np.arange(math.ceil((x1 - x0) / sx)) + sx / 2
+    ys = y0 + sy * np.arange(math.ceil((y1 - y0) / sy)) + sy / 2
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
