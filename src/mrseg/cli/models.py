@@ -1,5 +1,107 @@
-"""CLI commands (registered on :data:`mrseg.cli.app.app`)."""
+"""``mrseg models`` (architecture costs) and ``mrseg export`` (ONNX / TorchScript)."""
 
 from __future__ import annotations
 
-from mrseg.cli.app import app  # noqa: F401
+import json
+from pathlib import Path
+
+import typer
+
+from mrseg.cli.app import app
+from mrseg.errors import ConfigError
+
+_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+
+def _parse_mpps(first: list[str] | None, extra: list[str]) -> list[float]:
+    """``--mpps 0.5 1 2 4``, ``--mpps 0.5 --mpps 1`` and ``--mpps 0.5,1,2,4`` all give ``[0.5, 1, 2, 4]``."""
+    tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
+    try:
+        return [float(t) for t in tokens]
+    except ValueError as error:
+        raise ConfigError(f"--mpps takes numbers (microns per pixel), got {tokens}") from error
+
+
+@app.command("models", context_settings=_EXTRA_ARGS)
+def models_command(
+    ctx: typer.Context,
+    size: int = typer.Option(512, "--size", help="Tile edge in pixels (at each patch's own mpp)."),
+    mpps: list[str] = typer.Option(
+        None, "--mpps", help="Resolutions in microns per pixel, finest first: --mpps 0.5 1 2 4 [default: 0.5 1 2 4]."
+    ),
+    width: int = typer.Option(32, "--width", help="Base channels F (doubling per level)."),
+    depth: int = typer.Option(4, "--depth", help="Pooling levels D."),
+    classes: int = typer.Option(1, "--classes", help="Logit channels C."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """Parameters, GFLOPs and activation memory per tile of every architecture (U-Net at the finest mpp).
+
+    GFLOPs = 2 x multiply-accumulates of all convolutions for one tile. "act MiB" sums the module
+    outputs of one inference forward; "saved MiB" is what autograd keeps for backward in training
+    (both per sample, float32).
+    """
+    import torch
+
+    from mrseg.models import create_model, model_names
+    from mrseg.models.profile import profile_model
+    from mrseg.models.sizes import describe_valid_sizes
+
+    if ctx.args and mpps is None:
+        raise ConfigError(f"unexpected arguments {ctx.args}")
+    values = _parse_mpps(mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
+    models = {}
+    with torch.device("meta"):  # shapes only: profiling needs no weights
+        for name in model_names():
+            model_mpps = values[:1] if name == "unet" else values
+            models[name] = create_model(name, mpps=model_mpps, num_classes=classes, width=width, depth=depth)
+    strictest = max(models.values(), key=lambda m: m.required_multiple)
+    if size % strictest.required_multiple:
+        reason = describe_valid_sizes(strictest.required_multiple, size, depth, strictest.hparams["mpps"])
+        raise ConfigError(f"{strictest.hparams['name']}: {reason}")
+    rows = []
+    for model in models.values():
+        profile = profile_model(model, size)
+        rows.append({**profile.to_dict(), "mpps": model.hparams["mpps"], "size": size, "width": width, "depth": depth})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mrseg models at {size} px, width {width}, depth {depth}, {classes} class(es)")
+    for column in ("model", "mpps", "params (M)", "GFLOPs", "act MiB", "saved MiB", "input", "output"):
+        table.add_column(column, justify="left" if column in ("model", "mpps", "input", "output") else "right")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            " ".join(f"{m:g}" for m in row["mpps"]),
+            f"{row['params'] / 1e6:.2f}",
+            f"{row['gflops']:.1f}",
+            f"{row['activation_bytes'] / 2**20:.0f}",
+            f"{row['saved_bytes'] / 2**20:.0f}",
+            "x".join(map(str, row["input_shape"])),
+            "x".join(map(str, row["output_shape"])),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="An mrseg checkpoint (.pt)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (written atomically after verification)."),
+    atol: float = typer.Option(1e-4, "--atol", help="Largest accepted |exported - PyTorch| on random input."),
+) -> None:
+    """Export a checkpoint's network to ONNX (dynamic batch) or TorchScript, verified against PyTorch."""
+    from mrseg.export import FORMATS, ExportError, export_checkpoint
+
+    if format not in FORMATS:
+        raise ExportError(f"unknown --format {format!r}; choose one of {list(FORMATS)}")
+    result = export_checkpoint(checkpoint, out, format=format, atol=atol)  # type: ignore[arg-type]
+    typer.echo(
+        f"wrote {result.path} ({result.format}, input {list(result.input_shape)} with dynamic batch, "
+        f"max abs diff vs PyTorch {result.max_abs_diff:.2e})"
+    )

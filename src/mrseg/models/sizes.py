@@ -1,0 +1,88 @@
+"""Which resolutions and input sizes a network accepts, with error messages that say what would work.
+
+All sizes are edges of square (or rectangular) patches in pixels at their own mpp; ``mpps`` are
+microns per pixel, finest first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from mrseg.errors import ModelConfigError
+
+#: Relative tolerance when deciding that ``mpp_j / mpp_1`` is a power of two (scanner mpps are rounded).
+GAMMA_RTOL = 1e-3
+
+
+def gammas_from_mpps(mpps: Sequence[float]) -> list[int]:
+    """Ratios ``gamma_j = mpp_j / mpp_1`` as integers (``gamma_1 = 1``); each must be a power of two.
+
+    Raises
+    ------
+    ModelConfigError
+        Empty, non-positive or non-ascending mpps, or a ratio that is not a power of two
+        (within :data:`GAMMA_RTOL`); the message suggests octave-spaced mpps.
+    """
+    values = [float(m) for m in mpps]
+    if not values:
+        raise ModelConfigError("mpps is empty: give at least one resolution (microns per pixel), finest first")
+    if any(not math.isfinite(m) or m <= 0 for m in values):
+        raise ModelConfigError(f"mpps must be positive microns per pixel, got {values}")
+    if values != sorted(values):
+        raise ModelConfigError(f"mpps must be ascending (finest first), got {values}")
+    gammas: list[int] = []
+    for mpp in values:
+        ratio = mpp / values[0]
+        exponent = round(math.log2(ratio))
+        if abs(ratio / 2**exponent - 1.0) > GAMMA_RTOL:
+            octaves = [round(values[0] * 2**k, 6) for k in range(len(values))]
+            raise ModelConfigError(
+                f"mpp {mpp} / {values[0]} = {ratio:.4g} is not a power of two; MRN needs octave-spaced "
+                f"resolutions such as {octaves}"
+            )
+        gammas.append(2**exponent)
+    return gammas
+
+
+def required_multiple(depth: int, mpps: Sequence[float]) -> int:
+    """Input sizes (pixels) must be multiples of ``2**depth * max(gamma)``.
+
+    ``2**depth`` keeps max pooling exact; ``max(gamma)`` keeps the centre crop of the bottleneck
+    (``size / 2**depth`` pixels) an exact ``1/gamma`` so it upscales back to the same size.
+    """
+    return 2**depth * max(gammas_from_mpps(mpps))
+
+
+def valid_sizes(multiple: int, near: int, count: int = 2) -> list[int]:
+    """Valid sizes around ``near``: up to ``count`` multiples of ``multiple`` below it and ``count`` at or above it.
+
+    Examples
+    --------
+    >>> valid_sizes(128, 500)
+    [256, 384, 512, 640]
+    """
+    first_above = max(1, -(-near // multiple))  # ceil(near / multiple), at least 1
+    ks = range(max(1, first_above - count), first_above + count)
+    return [k * multiple for k in ks]
+
+
+def describe_valid_sizes(multiple: int, size: int, depth: int, mpps: Sequence[float]) -> str:
+    """A sentence for error messages: why ``size`` fails and which sizes would work."""
+    gammas = gammas_from_mpps(mpps)
+    nearby = ", ".join(str(s) for s in valid_sizes(multiple, size))
+    return (
+        f"input size {size} px is not a multiple of {multiple} = 2**depth ({2**depth}) * max gamma "
+        f"({max(gammas)}, from mpps {list(mpps)}); sizes that work: {nearby}, ..."
+    )
+
+
+def check_spatial(x: torch.Tensor, multiple: int, depth: int, mpps: Sequence[float]) -> None:
+    """Raise :class:`ModelConfigError` unless both spatial dims of ``x`` are multiples of ``multiple``."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    for size in (int(x.shape[-2]), int(x.shape[-1])):
+        if size % multiple != 0 or size == 0:
+            raise ModelConfigError(describe_valid_sizes(multiple, size, depth, mpps))
