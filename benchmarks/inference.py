@@ -1,0 +1,261 @@
+"""Whole-slide inference benchmark: pipeline efficiency, read amplification and peak memory.
+
+For each model (U-Net, MRN with J=4) and slide size, a fresh child process runs
+:func:`mrseg.cluster.run_slide` on a generated slide (slide open -> pyramidal TIFF, overlay and
+JSON written) with default settings, and the bare model on in-memory tensors of the same batch
+shape. Reported per run:
+
+- ``efficiency`` = end-to-end tiles/s / model-only tiles/s (target >= 0.85); ``tile_phase_efficiency``
+  the same for the tile loop alone (read -> model -> merge), without the fixed per-slide costs.
+- ``read_amp`` = pixels read from the slide (``Slide.pixels_read``, all levels) / pixels of the
+  union of the tiles' fields of view at each level (what any reader must decode at least);
+  ``naive_amp`` is the same ratio for reading every tile's J patches separately.
+- ``peak_rss_mb``: peak resident memory of the child process (torch, model and pipeline).
+
+Usage::
+
+    python benchmarks/inference.py                       # 16384 and 24576 px slides (slow on CPU)
+    python benchmarks/inference.py --sizes 2048 4096 --tile 128 --width 16   # quick CPU run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODELS = {"unet": ("unet", (0.5,)), "mrn": ("mrn_bilinear", (0.5, 1.0, 2.0, 4.0))}
+
+
+class ProceduralSlide:
+    """Array-like ``(H, W, 3)`` uint8 H&E-like texture generated strip by strip (nothing held in memory)."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.shape = (size, size, 3)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+        noise = rng.integers(0, 70, (512, 512), dtype=np.int16)
+        nuclei = rng.random((512, 512)) < 0.04
+        base = np.stack([215 - noise, 130 - noise, 195 - noise // 2], axis=-1)
+        base[nuclei] = (90, 50, 140)
+        self.texture = np.clip(base, 0, 255).astype(np.uint8)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows = key[0] if isinstance(key, tuple) else key
+        y0, y1, _ = rows.indices(self.shape[0])
+        ys = np.arange(y0, y1) % 512
+        xs = np.arange(self.shape[1]) % 512
+        strip = self.texture[ys][:, xs]
+        # slow variation so tiles differ (and JPEG has something to encode)
+        shade = (np.sin(np.arange(y0, y1) / 700.0)[:, None] * 20).astype(np.int16)
+        return np.clip(strip.astype(np.int16) + shade[..., None], 0, 255).astype(np.uint8)
+
+
+def make_slide(path: Path, size: int) -> Path:
+    from mrseg.tiff import write_pyramidal_tiff
+
+    if not path.exists():
+        t0 = time.perf_counter()
+        write_pyramidal_tiff(path, ProceduralSlide(size), 0.5, compression="jpeg", quality=85)
+        print(f"  generated {path.name} ({size} px) in {time.perf_counter() - t0:.0f} s", flush=True)
+    return path
+
+
+def make_checkpoint(path: Path, model: str, tile: int, width: int, depth: int) -> Path:
+    import torch
+
+    from mrseg.checkpoint import make_checkpoint as make
+    from mrseg.checkpoint import save_checkpoint
+    from mrseg.inputs import InputSpec
+    from mrseg.models import create_model
+
+    name, mpps = MODELS[model]
+    torch.manual_seed(0)
+    net = create_model(name, mpps=list(mpps), width=width, depth=depth)
+    return save_checkpoint(path, make(net, InputSpec(mpps, tile)))
+
+
+def _union_pixels(tiling: Any, mpps: tuple[float, ...], tile: int, dims: tuple[int, int], slide_mpp: float) -> int:
+    """Pixels of the union of all tiles' fields of view at each level's own resolution (clipped to the slide)."""
+    total = 0
+    for m in mpps:
+        f = slide_mpp / m  # level pixels per level-0 pixel
+        w, h = int(np.ceil(dims[0] * f)), int(np.ceil(dims[1] * f))
+        grid = np.zeros((h, w), bool)
+        half = tile / 2
+        for cx, cy in tiling.centers_l0() * f:
+            x0, y0 = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+            x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+            if x1 > x0 and y1 > y0:
+                grid[y0:y1, x0:x1] = True
+        total += int(grid.sum())
+    return total
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in a fresh process (so peak RSS is this run's)."""
+    import torch
+
+    from mrseg.checkpoint import load_checkpoint
+    from mrseg.cluster import run_slide
+    from mrseg.infer import PredictSettings, make_tiling, prepare_model
+    from mrseg.slide import Slide
+    from mrseg.tissue import tissue_mask
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(args.checkpoint)
+    spec = ckpt.input_spec
+    settings = PredictSettings(
+        device=args.device, batch_size=args.batch_size, chunk_tiles=args.chunk_tiles[0], loader_nice=args.loader_nice[0]
+    )
+    model = prepare_model(ckpt, args.device)
+
+    def model_only(n_batches: int) -> float:
+        x = torch.randn(args.batch_size, len(spec.mpps), 3, spec.size_px, spec.size_px).to(args.device)
+        with torch.inference_mode():
+            model(x)  # warm-up
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(n_batches):
+                out = torch.sigmoid(model(x)).float().cpu()
+            del out
+        return n_batches * args.batch_size / (time.perf_counter() - t0)
+
+    n_batches = args.model_batches
+    before = model_only(n_batches)
+    t0 = time.perf_counter()
+    result = run_slide(args.checkpoint, args.slide, args.outdir, settings, overwrite=True)
+    e2e_s = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = model_only(n_batches)
+    record = json.loads((Path(args.outdir) / f"{Path(args.slide).stem}.json").read_text())
+    with Slide.open(args.slide) as slide:
+        dims, slide_mpp = slide.dimensions, slide.mpp
+        tm = tissue_mask(slide, mpp=settings.tissue_mpp)
+    tiling = make_tiling(
+        dims,
+        slide_mpp,
+        spec.mpps[0],
+        spec.size_px,
+        settings.overlap,
+        settings.chunk_tiles,
+        lambda boxes: np.array([tm.fraction_in_box(tuple(b)) > 0 for b in boxes], dtype=bool),
+    )
+    assert tiling.n_tiles == result.tiles, (tiling.n_tiles, result.tiles)
+    needed = _union_pixels(tiling, spec.mpps, spec.size_px, dims, slide_mpp)
+    model_tps = (before + after) / 2
+    out = {
+        "tiles": result.tiles,
+        "e2e_s": e2e_s,
+        "e2e_tiles_per_s": result.tiles / e2e_s,
+        "model_tiles_per_s": model_tps,
+        "model_tiles_per_s_before_after": [before, after],
+        "efficiency": result.tiles / e2e_s / model_tps,
+        # the tile loop alone (read -> model -> merge), without the fixed per-slide costs
+        # (open, tissue mask, TIFF, overlay) that large slides amortise
+        "tile_phase_efficiency": result.tiles / record["timings"]["tiles_s"] / model_tps,
+        "pixels_read": record["pixels_read"],
+        "pixels_needed": needed,
+        "read_amp": record["pixels_read"] / needed,
+        "naive_amp": result.tiles * len(spec.mpps) * spec.size_px**2 / needed,
+        "peak_rss_mb": rss_mb,
+        "timings": record["timings"],
+    }
+    Path(args.result).write_text(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16384, 24576], help="slide edges (px at 0.5 mpp)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--chunk-tiles", type=int, nargs="+", default=[8], help="variants of chunk edge in tiles")
+    parser.add_argument("--loader-nice", type=int, nargs="+", default=[0], help="variants of loader niceness")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--model-batches", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=None, help="where slides are generated (kept)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--slide", help=argparse.SUPPRESS)
+    parser.add_argument("--outdir", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    import torch
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="mrseg-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{os.cpu_count()}"
+    print(f"device {device_name}, tile {args.tile}, width {args.width}, depth {args.depth}, batch {args.batch_size}")
+    for size in args.sizes:
+        slide = make_slide(work / f"slide_{size}.tif", size)
+        for model in args.models:
+            ckpt = make_checkpoint(work / f"{model}.pt", model, args.tile, args.width, args.depth)
+            for chunk in args.chunk_tiles:
+                for nice in args.loader_nice:
+                    tag = f"{model}_{size}_{chunk}_{nice}"
+                    result_path = work / f"result_{tag}.json"
+                    cmd = [sys.executable, __file__, "--child", "--checkpoint", str(ckpt), "--slide", str(slide)]
+                    cmd += ["--outdir", str(work / f"out_{tag}"), "--result", str(result_path)]
+                    cmd += ["--device", args.device, "--batch-size", str(args.batch_size)]
+                    cmd += ["--threads", str(args.threads), "--chunk-tiles", str(chunk), "--loader-nice", str(nice)]
+                    cmd += ["--model-batches", str(args.model_batches)]
+                    subprocess.run(cmd, check=True)
+                    r = json.loads(result_path.read_text())
+                    r |= {"model": model, "size": size, "chunk_tiles": chunk, "loader_nice": nice}
+                    rows.append(r)
+                    print(
+                        f"{model:5s} {size:6d} chunk {chunk:2d} nice {nice:2d}: {r['tiles']:5d} tiles"
+                        f"  e2e {r['e2e_tiles_per_s']:7.2f}/s  model {r['model_tiles_per_s']:7.2f}/s"
+                        f"  eff {r['efficiency']:.3f} (tile loop {r['tile_phase_efficiency']:.3f})"
+                        f"  read amp {r['read_amp']:.2f} (naive {r['naive_amp']:.1f})"
+                        f"  peak RSS {r['peak_rss_mb']:.0f} MB",
+                        flush=True,
+                    )
+    header = f"{'model':6s}{'size':>7s}{'chunk':>6s}{'nice':>5s}{'tiles':>7s}{'e2e/s':>9s}{'model/s':>9s}"
+    header += f"{'eff':>7s}{'loop':>7s}"
+    header += f"{'read amp':>10s}{'naive':>7s}{'RSS MB':>8s}"
+    print("\n" + header)
+    for r in rows:
+        print(
+            f"{r['model']:6s}{r['size']:7d}{r['chunk_tiles']:6d}{r['loader_nice']:5d}{r['tiles']:7d}{r['e2e_tiles_per_s']:9.2f}"
+            f"{r['model_tiles_per_s']:9.2f}{r['efficiency']:7.3f}{r['tile_phase_efficiency']:7.3f}"
+            f"{r['read_amp']:10.2f}{r['naive_amp']:7.1f}"
+            f"{r['peak_rss_mb']:8.0f}"
+        )
+    meta = {
+        "device": device_name,
+        "tile": args.tile,
+        "width": args.width,
+        "depth": args.depth,
+        "batch_size": args.batch_size,
+        "torch_threads": args.threads or torch.get_num_threads(),
+        "command": " ".join(sys.argv),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+    print(f"\nwritten {args.out}")
+
+
+if __name__ == "__main__":
+    main()

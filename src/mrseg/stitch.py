@@ -1,0 +1,249 @@
+"""Stitching: blend overlapping tile predictions into an on-disk probability map.
+
+Whole-slide inference cuts a slide into overlapping tiles; their predictions are merged by a
+:class:`Merger` (the ``aggregate(batch, boxes)`` / ``finalize()`` protocol MONAI uses for its
+sliding-window inference). :class:`OnDiskMerger` keeps the weighted sum of probabilities and the
+sum of weights in a chunked **zarr** array on disk, so memory stays bounded whatever the slide
+size (reads and writes go through file I/O, not memory maps, so they never pile up in the
+process's resident set). Each tile is weighted by a ramp that is highest in its centre and falls
+towards its edges (linear or Gaussian), so overlaps blend smoothly instead of showing seams.
+
+All boxes here are in **map pixels**: pixels of the probability map at the model's finest mpp,
+origin at the top-left of the slide, ``(x0, y0, x1, y1)`` with ``x1``/``y1`` exclusive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import zarr
+
+log = logging.getLogger(__name__)
+
+#: Smallest blending weight: tiles never weigh exactly zero, so a pixel covered by a single tile
+#: edge (the slide border) still gets that tile's value.
+MIN_WEIGHT = 1e-3
+
+
+class Ramp(str, Enum):
+    """Shape of the per-tile blending weight."""
+
+    LINEAR = "linear"
+    GAUSSIAN = "gaussian"
+    CONSTANT = "constant"
+
+
+@lru_cache(maxsize=16)
+def _ramp_1d(size: int, ramp: Ramp) -> np.ndarray:
+    centres = (np.arange(size, dtype=np.float64) + 0.5) / size  # in (0, 1)
+    if ramp is Ramp.CONSTANT:
+        w = np.ones(size)
+    elif ramp is Ramp.LINEAR:
+        w = 1.0 - np.abs(2.0 * centres - 1.0)  # triangle: ~0 at the edges, 1 in the centre
+    else:  # Gaussian with sigma = size / 8 (MONAI's default sigma_scale 0.125)
+        w = np.exp(-0.5 * ((centres - 0.5) / 0.125) ** 2)
+    return w
+
+
+def tile_weight(height: int, width: int, ramp: Ramp | str = Ramp.LINEAR) -> np.ndarray:
+    """Return the ``(height, width)`` float32 blending weight of one tile (separable, max 1, min ``MIN_WEIGHT``)."""
+    r = Ramp(ramp)
+    return np.maximum(np.outer(_ramp_1d(height, r), _ramp_1d(width, r)), MIN_WEIGHT).astype(np.float32)
+
+
+class Merger(Protocol):
+    """Accumulates tile predictions and produces the merged map."""
+
+    def aggregate(self, batch: np.ndarray, boxes: np.ndarray | Sequence[Sequence[int]]) -> None:
+        """Add ``batch`` (float ``(N, C, h, w)`` probabilities) at ``boxes`` (``(N, 4)`` map pixels)."""
+        ...
+
+    def finalize(self) -> Any:
+        """Return the merged map."""
+        ...
+
+
+@dataclass
+class ProbabilityMap:
+    """The merged map: one on-disk ``(H, W)`` array per channel, at ``mpp`` microns per pixel.
+
+    ``channels[k]`` is ``uint8`` (probability x 255, rounded) or ``float16`` (probability in [0, 1]).
+    The arrays are zarr arrays: slice them (``channels[0][y0:y1]``) to read numpy strips.
+    """
+
+    channels: list[Any]
+    mpp: float
+    dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.channels[0].shape)  # type: ignore[return-value]
+
+    def to_probability(self, values: np.ndarray) -> np.ndarray:
+        """Convert stored values to float32 probabilities in [0, 1]."""
+        if self.dtype == np.uint8:
+            return values.astype(np.float32) / 255.0
+        return values.astype(np.float32)
+
+
+class OnDiskMerger:
+    """Weighted-average merger backed by a zarr array on disk.
+
+    Parameters
+    ----------
+    workdir
+        Folder for the scratch arrays (created; removed by :meth:`cleanup`).
+    shape
+        ``(height, width)`` of the map in map pixels.
+    channels
+        Number of probability channels ``C``.
+    mpp
+        Microns per map pixel (recorded on the result).
+    ramp
+        Blending weight shape (see :class:`Ramp`).
+    chunk
+        Edge of the on-disk chunks in map pixels.
+    out_dtype
+        ``uint8`` (default, probability x 255) or ``float16``.
+
+    Notes
+    -----
+    Each :meth:`aggregate` call reads the bounding region of its boxes once, adds every tile in
+    memory and writes the region back, so a batch of neighbouring tiles costs one read and one
+    write. Widely scattered batches are split into per-tile updates to keep memory small.
+    Boxes may extend beyond the map (tiles at the slide border); the outside part is dropped.
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        shape: tuple[int, int],
+        channels: int = 1,
+        *,
+        mpp: float = 1.0,
+        ramp: Ramp | str = Ramp.LINEAR,
+        chunk: int = 512,
+        out_dtype: str | np.dtype = "uint8",
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.height, self.width = (int(shape[0]), int(shape[1]))
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"map shape must be positive, got {shape}")
+        self.channels = int(channels)
+        self.mpp = float(mpp)
+        self.ramp = Ramp(ramp)
+        self.chunk = int(chunk)
+        self.out_dtype = np.dtype(out_dtype)
+        if self.out_dtype not in (np.dtype(np.uint8), np.dtype(np.float16)):
+            raise ValueError(f"out_dtype must be uint8 or float16, got {self.out_dtype}")
+        # Channel 0..C-1: weighted probability sums; channel C: sum of weights.
+        self._acc = zarr.create_array(
+            store=str(self.workdir / "accumulator.zarr"),
+            shape=(self.channels + 1, self.height, self.width),
+            chunks=(self.channels + 1, self.chunk, self.chunk),
+            dtype="float32",
+            fill_value=0.0,
+            compressors=None,
+            overwrite=True,
+        )
+        self.tiles_aggregated = 0
+        self._finalized = False
+
+    def aggregate(self, batch: np.ndarray, boxes: np.ndarray | Sequence[Sequence[int]]) -> None:
+        """Blend ``batch`` (float ``(N, C, h, w)``, probabilities) into the map at ``boxes``.
+
+        ``boxes[i] = (x0, y0, x1, y1)`` in map pixels with ``x1 - x0 == w`` and ``y1 - y0 == h``.
+        """
+        if self._finalized:
+            raise RuntimeError("merger already finalized")
+        batch = np.asarray(batch, dtype=np.float32)
+        boxes_arr = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        if batch.ndim != 4 or batch.shape[0] != len(boxes_arr) or batch.shape[1] != self.channels:
+            raise ValueError(
+                f"expected batch (N, {self.channels}, h, w) matching {len(boxes_arr)} boxes, got {batch.shape}"
+            )
+        h, w = batch.shape[2:]
+        if np.any(boxes_arr[:, 2] - boxes_arr[:, 0] != w) or np.any(boxes_arr[:, 3] - boxes_arr[:, 1] != h):
+            raise ValueError(f"boxes must all be {w}x{h} to match the batch")
+        if len(boxes_arr) == 0:
+            return
+        # Clip the group's bounding region to the map; skip tiles entirely outside.
+        inside = (
+            (boxes_arr[:, 2] > 0)
+            & (boxes_arr[:, 3] > 0)
+            & (boxes_arr[:, 0] < self.width)
+            & (boxes_arr[:, 1] < self.height)
+        )
+        batch, boxes_arr = batch[inside], boxes_arr[inside]
+        if len(boxes_arr) == 0:
+            return
+        rx0, ry0 = max(0, int(boxes_arr[:, 0].min())), max(0, int(boxes_arr[:, 1].min()))
+        rx1, ry1 = min(self.width, int(boxes_arr[:, 2].max())), min(self.height, int(boxes_arr[:, 3].max()))
+        region_area = (rx1 - rx0) * (ry1 - ry0)
+        if len(boxes_arr) > 1 and region_area > 4 * len(boxes_arr) * h * w:
+            for i in range(len(boxes_arr)):  # scattered tiles: one small update each
+                self.aggregate(batch[i : i + 1], boxes_arr[i : i + 1])
+            return
+        weight = tile_weight(h, w, self.ramp)
+        region = np.asarray(self._acc[:, ry0:ry1, rx0:rx1])
+        for tile, (x0, y0, x1, y1) in zip(batch, boxes_arr, strict=True):
+            # Intersection of the tile with the region, in region and in tile coordinates.
+            cx0, cy0, cx1, cy1 = max(x0, rx0), max(y0, ry0), min(x1, rx1), min(y1, ry1)
+            ts = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+            rs = (slice(cy0 - ry0, cy1 - ry0), slice(cx0 - rx0, cx1 - rx0))
+            wt = weight[ts]
+            region[(slice(0, self.channels), *rs)] += tile[(slice(None), *ts)] * wt
+            region[(self.channels, *rs)] += wt
+        self._acc[:, ry0:ry1, rx0:rx1] = region
+        self.tiles_aggregated += len(boxes_arr)
+
+    def finalize(self) -> ProbabilityMap:
+        """Divide the sums by the weights strip by strip into per-channel on-disk arrays.
+
+        Pixels no tile covered (outside the tissue) are 0.
+        """
+        self._finalized = True
+        out = []
+        for k in range(self.channels):
+            out.append(
+                zarr.create_array(
+                    store=str(self.workdir / f"channel{k}.zarr"),
+                    shape=(self.height, self.width),
+                    chunks=(self.chunk, self.chunk),
+                    dtype=self.out_dtype,
+                    fill_value=0,
+                    overwrite=True,
+                )
+            )
+        step_x = self.chunk * 8  # blocks of 8 chunks bound memory for any slide width
+        for y in range(0, self.height, self.chunk):
+            for x in range(0, self.width, step_x):
+                block = np.asarray(self._acc[:, y : y + self.chunk, x : x + step_x])
+                weights = block[self.channels]
+                covered = weights > 0
+                if not covered.any():
+                    continue  # leave the fill value; nothing is written for empty blocks
+                safe = np.where(covered, weights, 1.0)
+                for k in range(self.channels):
+                    prob = np.clip(np.where(covered, block[k] / safe, 0.0), 0.0, 1.0)
+                    if self.out_dtype == np.uint8:
+                        values = np.rint(prob * 255.0).astype(np.uint8)
+                    else:
+                        values = prob.astype(np.float16)
+                    out[k][y : y + self.chunk, x : x + step_x] = values
+        shutil.rmtree(self.workdir / "accumulator.zarr", ignore_errors=True)
+        return ProbabilityMap(channels=out, mpp=self.mpp, dtype=self.out_dtype)
+
+    def cleanup(self) -> None:
+        """Remove the scratch folder."""
+        shutil.rmtree(self.workdir, ignore_errors=True)

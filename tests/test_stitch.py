@@ -1,0 +1,88 @@
+"""On-disk merger: blending weights, constant tiles stay constant, overlaps and borders handled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrseg.stitch import MIN_WEIGHT, OnDiskMerger, Ramp, tile_weight
+
+
+@pytest.mark.parametrize("ramp", list(Ramp))
+def test_tile_weight_is_symmetric_positive_and_peaks_in_the_centre(ramp: Ramp) -> None:
+    w = tile_weight(16, 12, ramp)
+    assert w.shape == (16, 12) and w.dtype == np.float32
+    assert w.min() >= MIN_WEIGHT * 0.999
+    np.testing.assert_allclose(w, w[::-1, ::-1])
+    assert w[8, 6] == pytest.approx(w.max())
+    if ramp is not Ramp.CONSTANT:
+        assert w[0, 0] < 0.1 * w.max()
+
+
+def _grid_boxes(size: int, tile: int, stride: int) -> np.ndarray:
+    starts = np.arange(0, size - tile + stride, stride)
+    return np.array([(x, y, x + tile, y + tile) for y in starts for x in starts])
+
+
+@pytest.mark.parametrize("ramp", ["linear", "gaussian"])
+def test_constant_tiles_blend_to_a_constant_map(tmp_path: Path, ramp: str) -> None:
+    boxes = _grid_boxes(70, 16, 12)  # tiles overhang the right/bottom border
+    merger = OnDiskMerger(tmp_path / "m", (70, 70), 1, ramp=ramp, chunk=32, out_dtype="float16")
+    batch = np.full((len(boxes), 1, 16, 16), 0.7, np.float32)
+    merger.aggregate(batch[:5], boxes[:5])
+    merger.aggregate(batch[5:], boxes[5:])
+    result = merger.finalize()
+    values = np.asarray(result.channels[0][:]).astype(np.float32)
+    assert values.shape == (70, 70)
+    np.testing.assert_allclose(values, 0.7, atol=1e-3)
+
+
+def test_overlap_is_a_weighted_average_not_a_hard_cut(tmp_path: Path) -> None:
+    merger = OnDiskMerger(tmp_path / "m", (8, 24), 1, ramp="linear", chunk=8, out_dtype="float16")
+    left = np.zeros((1, 1, 8, 16), np.float32)
+    right = np.ones((1, 1, 8, 16), np.float32)
+    merger.aggregate(np.concatenate([left, right]), [(0, 0, 16, 8), (8, 0, 24, 8)])
+    row = np.asarray(merger.finalize().channels[0][4]).astype(np.float32)
+    assert np.all(row[:8] == 0) and np.all(row[16:] == 1)  # covered by one tile only
+    overlap = row[8:16]
+    assert np.all(np.diff(overlap) > 0)  # a smooth ramp from the left tile to the right one
+    np.testing.assert_allclose(overlap, (np.arange(8) + 0.5) / 8, atol=2e-3)  # linear ramps cross linearly
+
+
+def test_uncovered_pixels_are_zero_and_uint8_scales_to_255(tmp_path: Path) -> None:
+    merger = OnDiskMerger(tmp_path / "m", (40, 40), 2, chunk=16)
+    batch = np.stack([np.full((1, 8, 8), 1.0), np.full((1, 8, 8), 0.5)], axis=1).reshape(1, 2, 8, 8)
+    merger.aggregate(batch.astype(np.float32), [(4, 4, 12, 12)])
+    result = merger.finalize()
+    a, b = (np.asarray(c[:]) for c in result.channels)
+    assert a.dtype == np.uint8
+    assert a[4:12, 4:12].min() == 255 and b[4:12, 4:12].max() == 128
+    assert a.sum() == 255 * 64 and b[20:, 20:].max() == 0
+    np.testing.assert_allclose(result.to_probability(a[4:6, 4:6]), 1.0)
+
+
+def test_scattered_batch_and_tiles_outside_the_map(tmp_path: Path) -> None:
+    merger = OnDiskMerger(tmp_path / "m", (600, 600), 1, chunk=64, out_dtype="float16")
+    boxes = [(0, 0, 8, 8), (590, 590, 598, 598), (700, 700, 708, 708), (-4, 300, 4, 308)]
+    merger.aggregate(np.full((4, 1, 8, 8), 0.25, np.float32), boxes)
+    values = np.asarray(merger.finalize().channels[0][:]).astype(np.float32)
+    assert merger.tiles_aggregated == 3
+    np.testing.assert_allclose(values[0:8, 0:8], 0.25, atol=1e-3)
+    np.testing.assert_allclose(values[590:598, 590:598], 0.25, atol=1e-3)
+    np.testing.assert_allclose(values[300:308, 0:4], 0.25, atol=1e-3)
+    assert np.count_nonzero(values) == 64 + 64 + 32
+
+
+def test_bad_batches_are_refused(tmp_path: Path) -> None:
+    merger = OnDiskMerger(tmp_path / "m", (32, 32), 1)
+    with pytest.raises(ValueError, match="boxes"):
+        merger.aggregate(np.zeros((1, 1, 8, 8), np.float32), [(0, 0, 9, 8)])
+    with pytest.raises(ValueError, match="expected batch"):
+        merger.aggregate(np.zeros((2, 1, 8, 8), np.float32), [(0, 0, 8, 8)])
+    merger.finalize()
+    with pytest.raises(RuntimeError):
+        merger.aggregate(np.zeros((1, 1, 8, 8), np.float32), [(0, 0, 8, 8)])
+    merger.cleanup()
+    assert not (tmp_path / "m").exists()
