@@ -6,7 +6,6 @@ import logging
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,13 +18,13 @@ log = logging.getLogger("mrseg")
 class _MrsegGroup(TyperGroup):
     """Turns :class:`MrsegError` into one line on stderr and exit status 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer >= 0.23 vendors its own click Context
         try:
             return super().invoke(ctx)
         except MrsegError as error:
             if (ctx.obj or {}).get("debug"):
                 raise
-            click.echo(f"error: {error}", err=True)
+            typer.echo(f"error: {error}", err=True)
             ctx.exit(1)
 
 
@@ -69,9 +68,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger("mrseg")
     root.setLevel(level)
     if not any(getattr(h, "_mrseg", False) for h in root.handlers):
-        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
-        handler._mrseg = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+        rich_handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        rich_handler._mrseg = True  # type: ignore[attr-defined]
+        root.addHandler(rich_handler)
     for handler in root.handlers:
         handler.setLevel(level)
 
