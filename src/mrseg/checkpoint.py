@@ -146,3 +146,51 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: checkpoint is missing or has a bad field: {error}") from error
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states (torch CPU/CUDA, numpy, Python ``random``) as ``weights_only``-safe values.
+
+    numpy's and Python's states are converted to plain lists/ints so the checkpoint loads with
+    ``torch.load(weights_only=True)``.
+    """
+    import random
+
+    import numpy as np
+
+    np_state: Any = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is what we save
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": [int(k) for k in np_state[1]],
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": int(py_version), "internal": [int(v) for v in py_internal], "gauss": py_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` returned (missing parts are left alone)."""
+    import random
+
+    import numpy as np
+
+    if "torch" in state:
+        torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
+    if "numpy" in state:
+        s = state["numpy"]
+        np.random.set_state(  # noqa: NPY002
+            (s["name"], np.asarray(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached_gaussian"])
+        )
+    if "python" in state:
+        s = state["python"]
+        random.setstate((s["version"], tuple(s["internal"]), s["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

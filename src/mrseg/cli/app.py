@@ -63,12 +63,13 @@ def _root(
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Send mrseg's log records to stderr through rich (idempotent)."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     root = logging.getLogger("mrseg")
     root.setLevel(level)
     if not any(getattr(h, "_mrseg", False) for h in root.handlers):
-        rich_handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        rich_handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
         rich_handler._mrseg = True  # type: ignore[attr-defined]
         root.addHandler(rich_handler)
     for handler in root.handlers:

@@ -1,0 +1,78 @@
+"""Segmentation losses and the paper's Keras-style L2 penalty.
+
+L2 as a loss term (as Keras ``kernel_regularizer=l2(lam)``): ``lam * sum(w**2)`` over the weights
+of every convolution and transposed convolution (not biases, not normalisation parameters). Its
+gradient is ``2 * lam * w``, so with plain SGD it equals weight decay ``2 * lam``; with Adam it is
+*not* equivalent to decoupled weight decay (AdamW), because the penalty gradient is rescaled by
+Adam's per-parameter second-moment estimate like any other gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def conv_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight tensors of every (transposed) convolution in ``model``."""
+    return [m.weight for m in model.modules() if isinstance(m, _CONV_TYPES)]
+
+
+def l2_penalty(model: nn.Module, lam: float) -> torch.Tensor:
+    """``lam * sum(w**2)`` over all conv and transposed-conv weights (Keras ``l2(lam)`` summed over layers)."""
+    weights = conv_weights(model)
+    if lam == 0.0 or not weights:
+        return torch.zeros((), device=next(model.parameters()).device)
+    total = torch.stack([w.pow(2).sum() for w in weights]).sum()
+    return total * lam
+
+
+class SegmentationLoss(nn.Module):
+    """Per-pixel BCE (``num_classes == 1``) or cross-entropy (``> 1``), plus an optional soft-Dice term.
+
+    Parameters
+    ----------
+    num_classes
+        Channels of the logits ``(N, C, H, W)``.
+    dice_weight
+        Weight of ``1 - soft Dice`` (foreground for binary; mean over classes otherwise). 0 disables it.
+
+    The forward pass takes logits ``(N, C, H, W)`` and integer labels ``(N, H, W)`` and returns the
+    mean loss over the batch (a scalar).
+    """
+
+    def __init__(self, num_classes: int = 1, dice_weight: float = 0.0, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.dice_weight = float(dice_weight)
+        self.smooth = float(smooth)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if logits.ndim != 4 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"expected logits (N, {self.num_classes}, H, W), got {tuple(logits.shape)}")
+        logits = logits.float()
+        if self.num_classes == 1:
+            target = (labels > 0).to(logits.dtype).unsqueeze(1)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            if self.dice_weight:
+                prob = torch.sigmoid(logits)
+                loss = loss + self.dice_weight * (1.0 - _soft_dice(prob, target, self.smooth).mean())
+            return loss
+        target_idx = labels.long()
+        loss = F.cross_entropy(logits, target_idx)
+        if self.dice_weight:
+            prob = torch.softmax(logits, dim=1)
+            onehot = F.one_hot(target_idx, self.num_classes).permute(0, 3, 1, 2).to(prob.dtype)
+            loss = loss + self.dice_weight * (1.0 - _soft_dice(prob, onehot, self.smooth).mean())
+        return loss
+
+
+def _soft_dice(prob: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """Soft Dice per class, pooled over the batch and pixels: ``(C,)``."""
+    dims = (0, 2, 3)
+    inter = (prob * target).sum(dims)
+    denom = prob.sum(dims) + target.sum(dims)
+    return (2.0 * inter + smooth) / (denom + smooth)
