@@ -221,9 +221,11 @@ def train(
     out = Path(out_dir)
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     ctx = D.init_distributed(device)
+    threads = torch.get_num_threads()  # train.num_threads applies to this run only
     try:
         return _train(config, out, ctx, resume=resume, progress=progress)
     finally:
+        torch.set_num_threads(threads)
         if owns_group:
             D.shutdown_distributed()
 

@@ -1,0 +1,369 @@
+"""Tests of ``mrseg demo``: stage cache, settings, report rendering, mimic scoring, and an end-to-end quick run."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_settings, stage_key
+from mrseg.demo.cache import Timer
+from mrseg.demo.mimic import load_lesions, mimic_scores, pick_mimic
+from mrseg.demo.pipeline import model_config
+from mrseg.metrics import BinaryHistogram
+from mrseg.report import metrics_rows, render_html, rich_table, stage_totals, write_report
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_stage_key_is_stable_and_sensitive() -> None:
+    a = {"x": 1, "y": [0.5, 1.0], "z": {"b": 2, "a": 1}}
+    assert stage_key(a) == stage_key({"z": {"a": 1, "b": 2}, "y": [0.5, 1.0], "x": 1})
+    assert stage_key(a) != stage_key(a | {"x": 2})
+    assert re.fullmatch(r"[0-9a-f]{64}", stage_key(a))
+
+
+def test_stage_cache_roundtrip(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    (tmp_path / "out.txt").write_text("done")
+    assert cache.lookup("s", "k1") is None
+    cache.store("s", "k1", ["out.txt"], 1.5, 2.0, {"n": 3})
+    hit = cache.lookup("s", "k1")
+    assert hit is not None and hit.cached and hit.info == {"n": 3} and hit.seconds == 1.5
+    assert cache.lookup("s", "k2") is None  # another key
+    assert StageCache(tmp_path, fresh=True).lookup("s", "k1") is None  # --fresh
+    (tmp_path / "out.txt").unlink()
+    assert cache.lookup("s", "k1") is None  # an output went missing
+    (tmp_path / "out.txt").write_text("done")
+    cache.invalidate("s")
+    assert cache.lookup("s", "k1") is None
+
+
+def test_stage_cache_ignores_corrupt_record(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    cache.dir.mkdir(parents=True)
+    (cache.dir / "s.json").write_text("{not json")
+    assert cache.lookup("s", "k") is None
+
+
+def test_timer_measures_wall_and_cpu() -> None:
+    with Timer() as t:
+        sum(i * i for i in range(200_000))
+    assert t.seconds > 0 and t.cpu_seconds >= 0
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_settings_models_and_seeds() -> None:
+    s = default_settings(seed=3)
+    assert [m.key for m in s.model_specs()] == [m.key for m in MODELS]
+    assert len(MODELS) == 6
+    assert [m.mpps for m in MODELS[:4]] == [(0.5,), (1.0,), (2.0,), (4.0,)]
+    assert all(m.mpps == (0.5, 1.0, 2.0, 4.0) for m in MODELS[4:])
+    seeds = {s.split_seed(split) for split in SPLITS}
+    assert len(seeds) == 3  # train, val and test slides come from different seeds
+    q = quick_settings()
+    assert q.preset == "quick"
+    for split in SPLITS:
+        assert (
+            q.splits[split].n_slides * q.splits[split].size_px ** 2
+            < s.splits[split].n_slides * s.splits[split].size_px ** 2
+        )
+
+
+def test_model_config_applies_shared_recipe(tmp_path: Path) -> None:
+    s = default_settings(seed=5)
+    manifest = tmp_path / "m.csv"
+    for spec in MODELS:
+        config = model_config(s, spec, manifest, progress=False)
+        assert config.model.name == spec.config.replace("synthetic_", "")
+        assert config.model.mpps == spec.mpps
+        assert config.data.path == str(manifest)
+        assert config.data.split == "manifest"
+        assert config.train.seed == 5 and config.sampling.seed == 5
+        assert config.train.epochs == s.train["train.epochs"]
+        assert config.train.steps_per_epoch == s.train["train.steps_per_epoch"]
+    # one recipe: every model shares the same patch size, depth, width and optimisation
+    configs = [model_config(s, spec, manifest, progress=False) for spec in MODELS]
+    assert len({(c.model.patch_size, c.model.depth, c.model.width) for c in configs}) == 1
+    assert len({c.train.model_dump_json() for c in configs}) == 1
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _hist(seed: int, separable: float) -> BinaryHistogram:
+    rng = np.random.default_rng(seed)
+    truth = rng.random(5000) < 0.2
+    prob = np.clip(rng.random(5000) * (1 - separable) + truth * separable, 0, 1)
+    h = BinaryHistogram(64)
+    h.update(prob, truth)
+    return h
+
+
+def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
+    """A demo folder with the files the report reads, and its results dictionary."""
+    from mrseg.runlog import EpochMetrics, RunLog
+
+    models: dict[str, Any] = {}
+    for i, spec in enumerate(MODELS):
+        entry: dict[str, Any] = {"label": spec.label, "mpps": list(spec.mpps), "train": {"best_epoch": 2}}
+        for split in ("val", "test"):
+            h = _hist(i, 0.1 * i)
+            s = h.summary()
+            auc = math.nan if nan_test and split == "test" else s["auc"]
+            entry[split] = {
+                "auc": auc, "dice": s["at"]["0.5"]["dice"], "iou": s["at"]["0.5"]["iou"],
+                "best_dice": s["best_dice"]["dice"], "best_dice_threshold": s["best_dice"]["threshold"],
+            }  # fmt: skip
+            metrics_file = root / "eval" / split / "metrics.json"
+            data = json.loads(metrics_file.read_text()) if metrics_file.exists() else {"models": {}}
+            data["models"][spec.label] = {"pooled": s | {"histogram": h.to_dict()}}
+            metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            metrics_file.write_text(json.dumps(data))
+        entry["mimic"] = {"tumour_mean": 0.6, "tumour_positive": 0.7, "mimic_mean": 0.3, "mimic_positive": 0.2}
+        models[spec.key] = entry
+        run = RunLog(root / "runs" / spec.key, tensorboard=False)
+        for epoch in (1, 2, 3):
+            run.add(EpochMetrics(epoch, 0.7 / epoch, 0.6 / epoch + 0.01 * (epoch == 3), 0.1, 1e-3, 10.0, 1.0))
+        run.close(plot=False)
+    return {
+        "mrseg_version": "test", "preset": "quick", "seed": 0, "device": "cpu",
+        "settings": quick_settings().to_dict(),
+        "machine": {"platform": "x", "cpus": 2, "torch": "t", "torch_threads": 2, "load_average": None},
+        "panel_slide": "test_000", "models": models, "mimic_crop": {},
+        "stages": [
+            {"name": "data_train", "seconds": 2.0, "cpu_seconds": 3.0, "reused": False, "info": {}},
+            {"name": "train_unet_0.5", "seconds": 5.0, "cpu_seconds": 9.0, "reused": True, "info": {}},
+            {"name": "train_mrn_bilinear", "seconds": 7.0, "cpu_seconds": 11.0, "reused": False, "info": {}},
+        ],
+        "eval": {"mpp": 2.0}, "total_seconds": 14.0,
+    }  # fmt: skip
+
+
+def test_write_report(tmp_path: Path) -> None:
+    results = _fake_demo(tmp_path)
+    html_path, md_path = write_report(tmp_path, results)
+    for name in ("roc.png", "training_curves.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "results.json").read_text())["models"].keys() == results["models"].keys()
+    md = md_path.read_text()
+    page = html_path.read_text()
+    for spec in MODELS:
+        assert spec.label in md and spec.label in page
+    assert "](roc.png)" in md and "](training_curves.png)" in md
+    assert page.count("data:image/png;base64,") == 2  # self-contained; no panel/mimic files in this fake
+    assert "src='roc.png'" not in page
+    rows = metrics_rows(results)
+    assert len(rows) == 6 and all(len(r) == 12 for r in rows)
+    assert stage_totals(results) == {"data": (2.0, 3.0), "train": (12.0, 20.0)}
+
+
+def test_report_handles_undefined_auc(tmp_path: Path) -> None:
+    results = _fake_demo(tmp_path, nan_test=True)
+    assert "No test AUC" in render_html(tmp_path, results)
+    assert all(r[6] == "n/a" for r in metrics_rows(results))
+
+
+def test_rich_table_lists_six_models(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(rich_table(_fake_demo(tmp_path)))
+    text = console.export_text()
+    assert all(spec.label in text for spec in MODELS)
+
+
+# ----------------------------------------------------------------------------- mimics
+
+
+def _square(x0: float, y0: float, side: float) -> list[list[list[float]]]:
+    return [[[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side], [x0, y0]]]
+
+
+def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
+    """A map that is 1 on the tumour nest and 0.2 on the mimic scores exactly that."""
+    from mrseg.outputs import write_probability_tiff
+
+    def feature(kind: str, x0: float, side: float) -> dict[str, Any]:
+        return {
+            "type": "Feature",
+            "properties": {"kind": kind},
+            "geometry": {"type": "Polygon", "coordinates": _square(x0, x0, side)},
+        }
+
+    layout = {
+        "type": "FeatureCollection",
+        "features": [feature("tumour", 40, 80), feature("mimic", 200, 160), feature("mantle", 180, 200)],
+    }
+    layout_path = tmp_path / "s.geojson"
+    layout_path.write_text(json.dumps(layout))
+    lesions = load_lesions(layout_path)
+    assert sorted(les.kind for les in lesions) == ["mimic", "tumour"]
+    assert {les.kind: les.area_px for les in lesions} == {"tumour": 6400.0, "mimic": 25600.0}
+
+    # slide 512 x 512 level-0 px at 0.5 µm/px; map at 1 µm/px (256 x 256)
+    prob = np.zeros((256, 256), np.uint8)
+    prob[20:60, 20:60] = 255
+    prob[100:180, 100:180] = 51
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    write_probability_tiff(pred / "s.tif", prob, 1.0)
+    record = {"slide": {"dimensions": [512, 512], "mpp": 0.5}, "map": {"mpp": 1.0}, "outputs": {"map": "s.tif"}}
+    (pred / "s.json").write_text(json.dumps(record))
+    scores = mimic_scores({"s": layout_path}, {"m": pred}, mpp=2.0)["m"]
+    assert scores["tumour_mean"] == pytest.approx(1.0)
+    assert scores["tumour_positive"] == pytest.approx(1.0)
+    assert scores["mimic_mean"] == pytest.approx(0.2, abs=1e-6)
+    assert scores["mimic_positive"] == 0.0
+    assert scores["tumour_px"] == 20 * 20 and scores["mimic_px"] == 40 * 40
+    stem, les = pick_mimic({"s": layout_path}, 0.5) or ("", None)
+    assert stem == "s" and les is not None and les.kind == "mimic"
+
+
+def test_load_lesions_rejects_non_layout(tmp_path: Path) -> None:
+    from mrseg.errors import DataError
+
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("[]")
+    with pytest.raises(DataError, match=r"bad\.geojson"):
+        load_lesions(bad)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    from mrseg.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(out, quick_settings(device="cpu"))
+
+
+def _is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
+    from mrseg.checkpoint import load_checkpoint
+
+    out, result = quick_run
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {m.key for m in MODELS}
+    for key, entry in results["models"].items():
+        for split in ("val", "test"):
+            auc = entry[split]["auc"]
+            assert 0.0 <= auc <= 1.0, (key, split, auc)
+            assert 0.0 <= entry[split]["dice"] <= 1.0 and 0.0 <= entry[split]["iou"] <= 1.0
+        ckpt = load_checkpoint(out / "runs" / key / "best.pt")
+        assert list(ckpt.input_spec.mpps) == entry["mpps"]
+        assert (out / "runs" / key / "metrics.csv").is_file()
+        for split in ("val", "test"):
+            for slide in results["splits"][split]["slides"]:
+                assert (out / "preds" / split / key / f"{slide}.tif").is_file()
+                assert (out / "preds" / split / key / f"{slide}.json").is_file()
+    # test slides are disjoint from training and validation slides, and seeded differently
+    train_slides = set(results["splits"]["train"]["slides"]) | set(results["splits"]["val"]["slides"])
+    assert not train_slides & set(results["splits"]["test"]["slides"])
+    seeds = {json.loads((out / "data" / s / "synth.json").read_text())["seed"] for s in SPLITS}
+    assert len(seeds) == 3
+    manifest = (out / "data" / "train_val.csv").read_text()
+    assert "test/" not in manifest and "train/slides" in manifest and "val/slides" in manifest
+    # report and figures
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert all(m.label in page for m in MODELS)
+    for png in ["roc.png", "training_curves.png", f"eval/test/panel_{results['panel_slide']}.png",
+                "eval/val/roc.png", "eval/test/roc.png", "mimic/mimic_crop.png"]:  # fmt: skip
+        assert _is_png(out / png), png
+    assert (out / "report.md").is_file()
+    assert result.report_html == out / "report.html"
+    # every stage ran and was recorded
+    names = [s["name"] for s in results["stages"]]
+    assert len(names) == 3 + 6 + 12 + 2 + 1 and not any(s["reused"] for s in results["stages"])
+
+
+@pytest.mark.slow
+def test_quick_demo_rerun_reuses_stages(quick_run: tuple[Path, Any]) -> None:
+    from typer.testing import CliRunner
+
+    from mrseg.cli import app
+
+    out, first = quick_run
+    before = (out / "runs" / "unet_0.5" / "best.pt").stat().st_mtime_ns
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output and "MRN-transposed" in result.output
+    again = json.loads((out / "results.json").read_text())
+    assert all(s["reused"] for s in again["stages"])
+    assert (out / "runs" / "unet_0.5" / "best.pt").stat().st_mtime_ns == before
+    assert again["models"]["mrn_bilinear"]["test"] == first.results["models"]["mrn_bilinear"]["test"]
+
+
+@pytest.mark.slow
+def test_quick_demo_changed_setting_reruns_dependent_stages(quick_run: tuple[Path, Any]) -> None:
+    from mrseg.demo import run_demo
+
+    out, _ = quick_run
+    result = run_demo(out, quick_settings(device="cpu", eval_mpp=4.0))
+    ran = {r.name for r in result.stages if not r.cached}
+    assert ran == {"evaluate_val", "evaluate_test", "mimic"}
+    assert result.results["eval"]["mpp"] == 4.0
+
+
+def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mrseg.report import aggregate_markdown, aggregate_seeds, main
+
+    runs = []
+    for seed, auc in enumerate((0.8, 0.9, math.nan)):
+        r = _fake_demo(tmp_path)
+        r["seed"] = seed
+        r["models"]["mrn_bilinear"]["test"]["auc"] = auc
+        runs.append(r)
+    agg = aggregate_seeds(runs)
+    stats = agg["mrn_bilinear"]["test"]["auc"]
+    assert stats["mean"] == pytest.approx(0.85) and stats["n"] == 2
+    assert stats["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert stats["min"] == 0.8 and stats["max"] == 0.9
+    assert set(agg) == {m.key for m in MODELS}
+    assert "MRN-bilinear | 0.8500 ± 0.0707" in aggregate_markdown(runs)
+    for i, r in enumerate(runs[:2]):
+        (tmp_path / f"s{i}").mkdir()
+        (tmp_path / f"s{i}" / "results.json").write_text(json.dumps(r))
+    assert main([str(tmp_path / "s0"), str(tmp_path / "s1")]) == 0
+    assert "Seeds 0, 1" in capsys.readouterr().out
+    assert main([]) == 2
+
+
+def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:
+    from mrseg.demo import parse_overrides
+    from mrseg.errors import ConfigError
+
+    assert parse_overrides(["train.epochs=40", "model.width=16", "augment.enabled=false"]) == {
+        "train.epochs": 40,
+        "model.width": 16,
+        "augment.enabled": False,
+    }
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["train.epochs"])
+    settings = default_settings(train={"train.nonsense": 1})
+    with pytest.raises(ConfigError, match=r"train\.nonsense"):
+        model_config(settings, MODELS[0], tmp_path / "m.csv", progress=False)
+
+
+def test_cli_demo_rejects_bad_set(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mrseg.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "oops"])
+    assert result.exit_code == 1
+    assert "key=value" in result.output
