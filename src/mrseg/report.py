@@ -306,11 +306,11 @@ def rich_table(results: Mapping[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title="mrseg demo: pixel-level metrics (pooled)")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True, min_width=14)
     for split in ("val", "test"):
         for _, header in COLUMNS[:3]:
             table.add_column(f"{split} {header.replace('@0.5', '')}", justify="right")
-    table.add_column("best epoch", justify="right")
+    table.add_column("epoch", justify="right")
     for entry in results["models"].values():
         cells = [_f(entry.get(split, {}).get(k)) for split in ("val", "test") for k, _ in COLUMNS[:3]]
         table.add_row(entry["label"], *cells, str(entry["train"].get("best_epoch", "")))
