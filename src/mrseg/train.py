@@ -174,6 +174,15 @@ def _loader(ds: PatchDataset, sampler: Any, config: Config, device: torch.device
     )
 
 
+def _stop_workers(loader: DataLoader[Any]) -> None:
+    """Shut down a DataLoader's persistent worker processes now (no-op without workers)."""
+    iterator = getattr(loader, "_iterator", None)
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+    loader._iterator = None  # type: ignore[attr-defined]
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     """Mixed precision on CUDA when ``dtype`` is set; a no-op otherwise."""
     if dtype is None:
@@ -410,6 +419,10 @@ def _train(config: Config, out: Path, ctx: D.DistContext, *, resume: bool, progr
     except SlideError as error:
         raise SlideError(f"{error} (run stopped; {out / LAST} holds epoch {completed})") from error
     finally:
+        # Persistent workers ignore SIGTERM (the trainer owns interruption), so they must be stopped
+        # explicitly on every exit path, or an error kept alive by its traceback leaves them running.
+        _stop_workers(train_loader)
+        _stop_workers(val_loader)
         train_ds.close()
         val_ds.close()
         if runlog is not None:
