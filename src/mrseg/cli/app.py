@@ -39,6 +39,29 @@ app = typer.Typer(
 )
 
 
+#: Context settings of commands whose list options take several values (``--mpps 0.5 1 2 4``).
+MULTI_VALUE_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+
+def parse_numbers(option: str, first: list[str] | None, extra: list[str]) -> list[float]:
+    """``OPT 0.5 1 2 4``, ``OPT 0.5 OPT 1`` and ``OPT 0.5,1,2,4`` all give ``[0.5, 1, 2, 4]``.
+
+    ``first`` holds the option's own values, ``extra`` the command's extra arguments (``ctx.args``).
+
+    Raises
+    ------
+    ConfigError
+        A token is not a number.
+    """
+    from mrseg.errors import ConfigError
+
+    tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
+    try:
+        return [float(t) for t in tokens]
+    except ValueError as error:
+        raise ConfigError(f"{option} takes numbers (microns per pixel), got {tokens}") from error
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"mrseg {__version__}")

@@ -7,22 +7,11 @@ from pathlib import Path
 
 import typer
 
-from mrseg.cli.app import app
+from mrseg.cli.app import MULTI_VALUE_ARGS, app, parse_numbers
 from mrseg.errors import ConfigError
 
-_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": False}
 
-
-def _parse_mpps(first: list[str] | None, extra: list[str]) -> list[float]:
-    """``--mpps 0.5 1 2 4``, ``--mpps 0.5 --mpps 1`` and ``--mpps 0.5,1,2,4`` all give ``[0.5, 1, 2, 4]``."""
-    tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
-    try:
-        return [float(t) for t in tokens]
-    except ValueError as error:
-        raise ConfigError(f"--mpps takes numbers (microns per pixel), got {tokens}") from error
-
-
-@app.command("models", context_settings=_EXTRA_ARGS)
+@app.command("models", context_settings=MULTI_VALUE_ARGS)
 def models_command(
     ctx: typer.Context,
     size: int = typer.Option(512, "--size", help="Tile edge in pixels (at each patch's own mpp)."),
@@ -48,7 +37,7 @@ def models_command(
 
     if ctx.args and mpps is None:
         raise ConfigError(f"unexpected arguments {ctx.args}")
-    values = _parse_mpps(mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
+    values = parse_numbers("--mpps", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
     models = {}
     with torch.device("meta"):  # shapes only: profiling needs no weights
         for name in model_names():

@@ -10,12 +10,11 @@ from typing import Any
 
 import typer
 
-from mrseg.cli.app import app
+from mrseg.cli.app import MULTI_VALUE_ARGS, app, parse_numbers
 from mrseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": False}
 _BACKEND_HELP = "auto (OpenSlide, falling back to tiffslide), openslide or tiffslide."
 
 
@@ -66,16 +65,7 @@ def info_command(
     typer.echo(f"  associated images: {names}")
 
 
-def _parse_numbers(option: str, first: list[str] | None, extra: list[str]) -> list[float]:
-    """``--mpp 0.5 1 2 4``, ``--mpp 0.5 --mpp 1`` and ``--mpp 0.5,1,2,4`` all give ``[0.5, 1, 2, 4]``."""
-    tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
-    try:
-        return [float(t) for t in tokens]
-    except ValueError as error:
-        raise ConfigError(f"{option} takes numbers (microns per pixel), got {tokens}") from error
-
-
-@app.command("patch", context_settings=_EXTRA_ARGS)
+@app.command("patch", context_settings=MULTI_VALUE_ARGS)
 def patch_command(
     ctx: typer.Context,
     slide_path: Path = typer.Argument(..., metavar="SLIDE", help="Slide file."),
@@ -99,7 +89,7 @@ def patch_command(
 
     if ctx.args and mpps is None:
         raise ConfigError(f"unexpected arguments {ctx.args}")
-    values = _parse_numbers("--mpp", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
+    values = parse_numbers("--mpp", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
     spec = ConcentricSpec(mpps=tuple(values), size_px=size)
     if not all(math.isfinite(c) for c in center):
         raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
