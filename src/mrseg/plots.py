@@ -5,19 +5,30 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mrseg.atomic import atomic_path
 
 
-def _pyplot() -> object:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (works without a display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, tight: bool = False) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary name, then rename), close it and return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **({"bbox_inches": "tight"} if tight else {}))
+    pyplot().close(fig)
+    return path
 
 
 def plot_roc(
@@ -27,8 +38,8 @@ def plot_roc(
     title: str = "Pixel-level ROC",
 ) -> Path:
     """Overlay ROC curves ``{name: (fpr, tpr, auc)}`` in one figure, AUCs in the legend; write a PNG atomically."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)  # type: ignore[attr-defined]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, lw=1.8, label=f"{name} (AUC = {auc:.4f})")
     ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
@@ -37,11 +48,7 @@ def plot_roc(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)  # type: ignore[attr-defined]
-    return path
+    return save_figure(fig, path)
 
 
 def plot_panel(
@@ -58,11 +65,11 @@ def plot_panel(
     ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive);
     ``maps`` float probabilities ``(h, w)`` in [0, 1].
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = 2 + len(maps)
     h, w = thumbnail.shape[:2]
     width = 3.2 * n
-    fig, axes = plt.subplots(1, n, figsize=(width, 3.2 * h / max(w, 1) + 0.6), dpi=120, squeeze=False)  # type: ignore[attr-defined]
+    fig, axes = plt.subplots(1, n, figsize=(width, 3.2 * h / max(w, 1) + 0.6), dpi=120, squeeze=False)
     axes = axes[0]
     axes[0].imshow(thumbnail)
     axes[0].set_title("H&E")
@@ -79,8 +86,4 @@ def plot_panel(
         fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="probability")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)  # type: ignore[attr-defined]
-    return path
+    return save_figure(fig, path, tight=True)

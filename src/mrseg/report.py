@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mrseg.atomic import atomic_path, atomic_write_text
+from mrseg.atomic import atomic_write_text
+from mrseg.plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +97,12 @@ def stage_totals(results: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     return totals
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_rocs(root: str | os.PathLike[str], results: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Validation and test ROC curves of every model side by side (pooled pixels), AUCs in the legends."""
     from mrseg.metrics import BinaryHistogram
 
     root = Path(root)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=110)
     for ax, split in zip(axes, ("val", "test"), strict=True):
         data = json.loads((root / "eval" / split / "metrics.json").read_text())
@@ -128,11 +120,7 @@ def plot_rocs(root: str | os.PathLike[str], results: Mapping[str, Any], path: st
         ax.legend(loc="lower right", fontsize=8, title="model (AUC)")
     fig.suptitle(f"Pixel-level ROC at {results['eval']['mpp']:g} µm/px within tissue")
     fig.tight_layout()
-    out = Path(path)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def plot_training_curves(
@@ -142,7 +130,7 @@ def plot_training_curves(
     from mrseg.runlog import read_metrics
 
     root = Path(root)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110, sharey=True)
     for key, entry in results["models"].items():
         rows = read_metrics(root / "runs" / key / "metrics.csv")
@@ -162,11 +150,7 @@ def plot_training_curves(
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:

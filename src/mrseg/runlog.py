@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mrseg.atomic import atomic_path, atomic_write_text
+from mrseg.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,11 @@ def read_metrics(path: str | os.PathLike[str]) -> list[EpochMetrics]:
 
 def plot_losses(rows: list[EpochMetrics], path: str | os.PathLike[str], *, best_epoch: int | None = None) -> Path:
     """Training and validation loss against epoch (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    from mrseg.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     epochs = [r.epoch for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -122,8 +122,4 @@ def plot_losses(rows: list[EpochMetrics], path: str | os.PathLike[str], *, best_
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

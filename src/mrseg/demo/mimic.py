@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from mrseg.annotations.raster import fill_rings
-from mrseg.atomic import atomic_path
 from mrseg.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -208,13 +207,11 @@ def plot_mimic_crop(
     The crop is a square of level-0 pixels centred on the mimic's bounding box, extending ``margin_um``
     microns beyond it (enough to show the mantle ring), drawn at ``crop_mpp`` µm/px.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     from mrseg.annotations import load_annotations
+    from mrseg.plots import pyplot, save_figure
     from mrseg.slide import Slide
+
+    plt = pyplot()
 
     with Slide.open(slide_path) as slide:
         slide_mpp = float(slide.mpp)
@@ -255,8 +252,4 @@ def plot_mimic_crop(
     if image_handle is not None:
         fig.colorbar(image_handle, ax=list(axes), fraction=0.02, pad=0.01, label="probability")
     fig.suptitle(f"Tumour mimic on test slide {stem} ({2 * half * slide_mpp:.0f} µm field, label 0)", fontsize=10)
-    out = Path(path)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, tight=True)
