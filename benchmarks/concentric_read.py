@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from mrseg.concentric import ConcentricSpec, iter_concentric_grid, read_concentric
-from mrseg.slide import Slide
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.wsi.concentric import ConcentricSpec, iter_concentric_grid, read_concentric
+from mrseg.wsi.slide import Slide
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 ROOT = Path(__file__).resolve().parents[1]
 SLIDE_MPP = 0.25

@@ -1,7 +1,7 @@
 """Whole-slide inference benchmark: pipeline efficiency, read amplification and peak memory.
 
 For each model (U-Net, MRN with J=4) and slide size, a fresh child process runs
-:func:`mrseg.cluster.run_slide` on a generated slide (slide open -> pyramidal TIFF, overlay and
+:func:`mrseg.inference.cluster.run_slide` on a generated slide (slide open -> pyramidal TIFF, overlay and
 JSON written) with default settings, and the bare model on in-memory tensors of the same batch
 shape. Reported per run:
 
@@ -62,7 +62,7 @@ class ProceduralSlide:
 
 
 def make_slide(path: Path, size: int) -> Path:
-    from mrseg.tiff import write_pyramidal_tiff
+    from mrseg.wsi.tiff import write_pyramidal_tiff
 
     if not path.exists():
         t0 = time.perf_counter()
@@ -74,10 +74,10 @@ def make_slide(path: Path, size: int) -> Path:
 def make_checkpoint(path: Path, model: str, tile: int, width: int, depth: int) -> Path:
     import torch
 
-    from mrseg.checkpoint import make_checkpoint as make
-    from mrseg.checkpoint import save_checkpoint
-    from mrseg.inputs import InputSpec
+    from mrseg.core.input_spec import InputSpec
     from mrseg.models import create_model
+    from mrseg.models.checkpoint import make_checkpoint as make
+    from mrseg.models.checkpoint import save_checkpoint
 
     name, mpps = MODELS[model]
     torch.manual_seed(0)
@@ -106,11 +106,11 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process (so peak RSS is this run's)."""
     import torch
 
-    from mrseg.checkpoint import load_checkpoint
-    from mrseg.cluster import run_slide
-    from mrseg.infer import PredictSettings, make_tiling, prepare_model
-    from mrseg.slide import Slide
-    from mrseg.tissue import tissue_mask
+    from mrseg.inference.cluster import run_slide
+    from mrseg.inference.predict import PredictSettings, make_tiling, prepare_model
+    from mrseg.models.checkpoint import load_checkpoint
+    from mrseg.wsi.slide import Slide
+    from mrseg.wsi.tissue import tissue_mask
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ Measures, side by side in one run:
 1. the machine's 3x3-convolution peak (64 -> 64 channels, fp32 and bf16, NCHW and channels-last);
 2. inference variants per model at the first size: ``no_grad`` eager, ``inference_mode``,
    channels-last, bf16 autocast (NCHW / channels-last), ``torch.compile`` (with ``--compile``);
-3. inference (default path of :func:`mrseg.models.runtime.prepare_for_inference`, and bf16) and
+3. inference (default path of :func:`mrseg.inference.predictor.prepare_for_inference`, and bf16) and
    training (forward + backward, fp32) throughput in tiles/s per model and size, with achieved
    GFLOP/s against the peak (re-measured right before each model, since a shared machine's load
    drifts during the run);
@@ -37,9 +37,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mrseg.inference.predictor import native_bf16, prepare_for_inference, to_channels_last
 from mrseg.models import create_model
 from mrseg.models.profile import count_flops, profile_model
-from mrseg.models.runtime import native_bf16, prepare_for_inference, to_channels_last
 
 MPPS = [0.5, 1.0, 2.0, 4.0]
 MODELS = ["unet", "mrn_bilinear", "mrn_transposed"]

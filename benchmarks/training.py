@@ -2,7 +2,7 @@
 
 For each model and worker count, measures samples/s of
 
-* ``loaded``: the real training step of :mod:`mrseg.train` (DataLoader with workers reading
+* ``loaded``: the real training step of :mod:`mrseg.training.loop` (DataLoader with workers reading
   concentric patches + masks from pyramidal TIFFs, augmentation, ``InputSpec.to_tensor``, forward,
   loss + L2, backward, Adam step);
 * ``in_memory``: the same forward/loss/backward/step on a fixed in-memory batch of the same shape.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from mrseg.config import load_config, update_config
-from mrseg.losses import SegmentationLoss, l2_penalty
-from mrseg.sampling import EpochSampler, load_datasets
-from mrseg.train import _loader, build_model, seed_everything
+from mrseg.training.config import load_config, update_config
+from mrseg.training.loop import _loader, build_model, seed_everything
+from mrseg.training.losses import SegmentationLoss, l2_penalty
+from mrseg.training.sampling import EpochSampler, load_datasets
 
 
 def _step(model, optimizer, criterion, x, y, lam):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MRSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -1,4 +1,4 @@
-"""Tests of mrseg.annotations: readers, repair, rasterisation grid, masks, sampling."""
+"""Tests of mrseg.wsi.annotations: readers, repair, rasterisation grid, masks, sampling."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from PIL import Image
 from shapely.geometry import Point, Polygon
 from skimage.draw import polygon as sk_polygon
 
-from mrseg.annotations import (
+from mrseg.core.errors import AnnotationError
+from mrseg.wsi.annotations import (
     EXCLUDE,
     MaskAnnotations,
     Region,
@@ -23,8 +24,7 @@ from mrseg.annotations import (
     rasterize,
     sniff_format,
 )
-from mrseg.errors import AnnotationError
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -512,7 +512,7 @@ def test_mask_label_map_must_use_pixel_values(tmp_path: Path) -> None:
 
 
 def test_rasterize_aligned_with_slide_read_box(rgb_tiff: Callable[..., Path]) -> None:
-    from mrseg.slide import Slide
+    from mrseg.wsi.slide import Slide
 
     image = np.full((512, 512, 3), 255, np.uint8)
     image[150:350, 100:300] = 0  # level-0 pixels whose centres lie in the square below

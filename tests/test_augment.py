@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrseg.augment import Augmenter, colour, geometric
-from mrseg.config import AugmentConfig
+from mrseg.training.augment import Augmenter, colour, geometric
+from mrseg.training.config import AugmentConfig
 
 
 def _sample(j: int = 3, size: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from mrseg.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.cli import app
-from mrseg.inputs import InputSpec
+from mrseg.core.input_spec import InputSpec
 from mrseg.models import create_model
+from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.models.profile import profile_model
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mrseg.cli import app
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 runner = CliRunner()
 

@@ -11,13 +11,13 @@ import pytest
 import tifffile
 import torch
 
-from mrseg import cluster
-from mrseg.checkpoint import make_checkpoint, save_checkpoint
-from mrseg.errors import ConfigError
-from mrseg.infer import PredictSettings
-from mrseg.inputs import InputSpec
+from mrseg.core.errors import ConfigError
+from mrseg.core.input_spec import InputSpec
+from mrseg.inference import cluster
+from mrseg.inference.predict import PredictSettings
 from mrseg.models import create_model
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 
 def make_slide(path: Path, seed: int, *, mpp: float | None = 1.0) -> Path:

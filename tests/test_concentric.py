@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrseg.concentric import ConcentricSpec, iter_concentric_grid, read_concentric, read_concentric_grid
-from mrseg.errors import ConfigError
-from mrseg.slide import Slide
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.core.errors import ConfigError
+from mrseg.wsi.concentric import ConcentricSpec, iter_concentric_grid, read_concentric, read_concentric_grid
+from mrseg.wsi.slide import Slide
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 MPP = 0.5
 SPEC = ConcentricSpec(mpps=(0.5, 1.0, 2.0, 4.0), size_px=16)

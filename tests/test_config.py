@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mrseg.config import (
+from mrseg.core.errors import ConfigError
+from mrseg.models import create_model
+from mrseg.models.sizes import required_multiple
+from mrseg.training.config import (
     CAMELYON16_NON_EXHAUSTIVE,
     Config,
     apply_overrides,
@@ -15,9 +18,6 @@ from mrseg.config import (
     packaged_configs_dir,
     update_config,
 )
-from mrseg.errors import ConfigError
-from mrseg.models import create_model
-from mrseg.models.sizes import required_multiple
 
 
 def test_defaults_are_the_paper_recipe() -> None:

@@ -10,11 +10,19 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mrseg.augment import Augmenter
-from mrseg.config import AugmentConfig
-from mrseg.data import SlideRecord, discover, exclude_records, prepare, read_manifest, scan_camelyon16, split_records
-from mrseg.errors import DataError, SlideError
-from mrseg.sampling import TRAIN_STREAM, VAL_STREAM, EpochSampler, PatchDataset, draw_center
+from mrseg.core.errors import DataError, SlideError
+from mrseg.training.augment import Augmenter
+from mrseg.training.config import AugmentConfig
+from mrseg.training.data import (
+    SlideRecord,
+    discover,
+    exclude_records,
+    prepare,
+    read_manifest,
+    scan_camelyon16,
+    split_records,
+)
+from mrseg.training.sampling import TRAIN_STREAM, VAL_STREAM, EpochSampler, PatchDataset, draw_center
 from training_data import MPP, SIZE, asap_xml, make_dataset, make_slide
 
 
@@ -110,7 +118,7 @@ def test_split_by_slide_seeded() -> None:
 
 
 def test_centres_in_tissue_and_class_balance(prepared: list) -> None:
-    from mrseg.annotations import load_annotations
+    from mrseg.wsi.annotations import load_annotations
 
     info = prepared[0]  # has a tumour disc
     assert info.positive_labels == (1,)
@@ -186,7 +194,7 @@ def test_outside_is_white(prepared: list) -> None:
     ds = _ds(prepared[:1])
     rng = np.random.default_rng(0)
     info = prepared[0]
-    import mrseg.sampling as S
+    import mrseg.training.sampling as S
 
     orig = S.draw_center
     try:

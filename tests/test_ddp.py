@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mrseg.checkpoint import load_checkpoint
-from mrseg.config import load_config
+from mrseg.models.checkpoint import load_checkpoint
+from mrseg.training.config import load_config
 from training_data import make_dataset, tiny_overrides
 
 
@@ -41,7 +41,7 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
         }
     )
     torch.set_num_threads(1)
-    from mrseg.train import train
+    from mrseg.training.loop import train
 
     cfg = load_config(None, tiny_overrides(Path(data), **{"train.epochs": 1, "train.steps_per_epoch": 2}))
     result = train(cfg, out, device="cpu")
@@ -64,7 +64,7 @@ def test_two_gloo_ranks_hold_identical_weights(tmp_path: Path) -> None:
     assert all(torch.equal(last.state_dict[k], r0[k]) for k in r0)
     # The ranks trained on different patches: a single-process step from the same start differs.
     single = tmp_path / "single"
-    from mrseg.train import train
+    from mrseg.training.loop import train
 
     cfg = load_config(None, tiny_overrides(data, **{"train.epochs": 1, "train.steps_per_epoch": 2}))
     train(cfg, single, device="cpu")

@@ -15,8 +15,8 @@ from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_setti
 from mrseg.demo.cache import Timer
 from mrseg.demo.mimic import load_lesions, mimic_scores, pick_mimic
 from mrseg.demo.pipeline import model_config
-from mrseg.metrics import BinaryHistogram
-from mrseg.report import metrics_rows, render_html, rich_table, stage_totals, write_report
+from mrseg.demo.report import metrics_rows, render_html, rich_table, stage_totals, write_report
+from mrseg.evaluation.metrics import BinaryHistogram
 
 # ----------------------------------------------------------------------------- cache
 
@@ -109,7 +109,7 @@ def _hist(seed: int, separable: float) -> BinaryHistogram:
 
 def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
     """A demo folder with the files the report reads, and its results dictionary."""
-    from mrseg.runlog import EpochMetrics, RunLog
+    from mrseg.training.runlog import EpochMetrics, RunLog
 
     models: dict[str, Any] = {}
     for i, spec in enumerate(MODELS):
@@ -189,7 +189,7 @@ def _square(x0: float, y0: float, side: float) -> list[list[list[float]]]:
 
 def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
     """A map that is 1 on the tumour nest and 0.2 on the mimic scores exactly that."""
-    from mrseg.outputs import write_probability_tiff
+    from mrseg.inference.outputs import write_probability_tiff
 
     def feature(kind: str, x0: float, side: float) -> dict[str, Any]:
         return {
@@ -228,7 +228,7 @@ def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
 
 
 def test_load_lesions_rejects_non_layout(tmp_path: Path) -> None:
-    from mrseg.errors import DataError
+    from mrseg.core.errors import DataError
 
     bad = tmp_path / "bad.geojson"
     bad.write_text("[]")
@@ -253,7 +253,7 @@ def _is_png(path: Path) -> bool:
 
 @pytest.mark.slow
 def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
-    from mrseg.checkpoint import load_checkpoint
+    from mrseg.models.checkpoint import load_checkpoint
 
     out, result = quick_run
     results = json.loads((out / "results.json").read_text())
@@ -320,7 +320,7 @@ def test_quick_demo_changed_setting_reruns_dependent_stages(quick_run: tuple[Pat
 
 
 def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mrseg.report import aggregate_markdown, aggregate_seeds, main
+    from mrseg.demo.report import aggregate_markdown, aggregate_seeds, main
 
     runs = []
     for seed, auc in enumerate((0.8, 0.9, math.nan)):
@@ -344,8 +344,8 @@ def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:
+    from mrseg.core.errors import ConfigError
     from mrseg.demo import parse_overrides
-    from mrseg.errors import ConfigError
 
     assert parse_overrides(["train.epochs=40", "model.width=16", "augment.enabled=false"]) == {
         "train.epochs": 40,

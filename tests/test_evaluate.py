@@ -12,17 +12,17 @@ import torch
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from mrseg.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.cli import app
-from mrseg.cluster import run_slide
-from mrseg.errors import DataError
-from mrseg.evaluate import evaluate, find_truth
-from mrseg.infer import PredictSettings
-from mrseg.inputs import InputSpec
-from mrseg.metrics import mask_scores
+from mrseg.core.errors import DataError
+from mrseg.core.input_spec import InputSpec
+from mrseg.evaluation.evaluate import evaluate, find_truth
+from mrseg.evaluation.metrics import mask_scores
+from mrseg.inference.cluster import run_slide
+from mrseg.inference.outputs import write_probability_tiff
+from mrseg.inference.predict import PredictSettings
 from mrseg.models import create_model
-from mrseg.outputs import write_probability_tiff
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 DIMS = (400, 300)  # level-0 (width, height) at 0.5 µm/px
 SLIDE_MPP = 0.5
@@ -174,7 +174,7 @@ def test_predict_then_evaluate_from_the_cli(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_predict_and_evaluate_a_synth_folder(tmp_path: Path) -> None:
-    from mrseg.cluster import predict_slides
+    from mrseg.inference.cluster import predict_slides
     from mrseg.synth import generate
 
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Tests of mrseg.export: ONNX and TorchScript exports match PyTorch, atomic output, clear errors."""
+"""Tests of mrseg.models.export: ONNX and TorchScript exports match PyTorch, atomic output, clear errors."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from mrseg.checkpoint import make_checkpoint, save_checkpoint
-from mrseg.export import ExportError, export_checkpoint, export_model
-from mrseg.inputs import InputSpec
+from mrseg.core.input_spec import InputSpec
 from mrseg.models import create_model
+from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
+from mrseg.models.export import ExportError, export_checkpoint, export_model
 
 
 def _checkpoint(tmp_path: Path, name: str = "mrn_bilinear", mpps: tuple[float, ...] = (0.5, 1.0)) -> Path:
@@ -30,7 +30,7 @@ def test_torchscript_export_matches(tmp_path: Path, name: str) -> None:
     ckpt = _checkpoint(tmp_path, name, mpps)
     result = export_checkpoint(ckpt, tmp_path / "m.ts", format="torchscript")
     assert result.path.is_file() and result.max_abs_diff <= 1e-4
-    from mrseg.checkpoint import load_checkpoint
+    from mrseg.models.checkpoint import load_checkpoint
 
     loaded = torch.jit.load(str(result.path))
     x = torch.randn(3, len(mpps), 3, 8, 8)
@@ -46,7 +46,7 @@ def test_onnx_export_matches_with_dynamic_batch(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime
 
-    from mrseg.checkpoint import load_checkpoint
+    from mrseg.models.checkpoint import load_checkpoint
 
     ckpt_path = _checkpoint(tmp_path, "mrn_bilinear", (0.5, 1.0))
     out = tmp_path / "sub" / "m.onnx"
@@ -67,7 +67,7 @@ def test_onnx_export_matches_with_dynamic_batch(tmp_path: Path) -> None:
 
 
 def test_mismatch_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mrseg.export as export
+    import mrseg.models.export as export
 
     model = create_model("unet", mpps=[0.5], width=2, depth=1)
     monkeypatch.setattr(export, "_run_torchscript", lambda path, x: model.eval()(x) + 1.0)
@@ -107,7 +107,7 @@ def test_missing_onnx_gives_install_hint(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_bad_checkpoint(tmp_path: Path) -> None:
-    from mrseg.errors import CheckpointError
+    from mrseg.core.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="not found"):
         export_checkpoint(tmp_path / "missing.pt", tmp_path / "m.onnx")

@@ -1,4 +1,4 @@
-"""Property and example tests of the pure geometry functions (mrseg.geometry) and the resampler."""
+"""Property and example tests of the pure geometry functions (mrseg.wsi.geometry) and the resampler."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mrseg import geometry as geo
-from mrseg.slide import resample
+from mrseg.wsi import geometry as geo
+from mrseg.wsi.slide import resample
 
 finite = st.floats(min_value=-1e5, max_value=1e5, allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=1e-3, max_value=64, allow_nan=False, allow_infinity=False)

@@ -12,12 +12,19 @@ import tifffile
 import torch
 from torch import nn
 
-from mrseg.checkpoint import Checkpoint, make_checkpoint
-from mrseg.errors import ConfigError, MissingMppError, SlideError
-from mrseg.infer import PredictSettings, grid_positions, make_tiling, predict_slide, prepare_model, probabilities
-from mrseg.inputs import InputSpec
+from mrseg.core.errors import ConfigError, MissingMppError, SlideError
+from mrseg.core.input_spec import InputSpec
+from mrseg.inference.predict import (
+    PredictSettings,
+    grid_positions,
+    make_tiling,
+    predict_slide,
+    prepare_model,
+    probabilities,
+)
 from mrseg.models import create_model
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.models.checkpoint import Checkpoint, make_checkpoint
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 MPPS = (1.0, 2.0, 4.0)
 SIZE = 32
@@ -149,12 +156,12 @@ def test_slide_without_mpp_needs_an_override(tmp_path: Path) -> None:
 
 
 def test_unreadable_region_names_slide_and_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mrseg.concentric
+    import mrseg.wsi.concentric
 
     def broken(*args: object, **kwargs: object) -> np.ndarray:
         raise OSError("corrupt tile")
 
-    monkeypatch.setattr(mrseg.concentric, "read_concentric_grid", broken)
+    monkeypatch.setattr(mrseg.wsi.concentric, "read_concentric_grid", broken)
     slide = make_slide(tmp_path / "bad.tif")
     with pytest.raises(SlideError, match=r"bad\.tif: region unreadable near level-0 box \(0, 0, .*corrupt tile"):
         predict_slide(RedChannel(), make_ckpt(), slide, tmp_path / "w", PredictSettings(tissue_mask=False))

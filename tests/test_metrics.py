@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mrseg.metrics import BinaryHistogram, mask_scores
+from mrseg.evaluation.metrics import BinaryHistogram, mask_scores
 
 
 def test_streaming_auc_matches_sklearn_on_uint8_maps() -> None:

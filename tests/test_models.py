@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mrseg.errors import ModelConfigError
+from mrseg.core.errors import ModelConfigError
 from mrseg.models import MRN, UNet, create_model, gammas_from_mpps, model_names, required_multiple, valid_sizes
 from mrseg.models.blocks import CropUpscale, Fusion, center_crop
 from mrseg.models.profile import count_flops, profile_model, saved_tensor_bytes
@@ -313,8 +313,8 @@ def test_hparams_round_trip(name: str) -> None:
 def test_hparams_survive_checkpoint(tmp_path: object) -> None:
     from pathlib import Path
 
-    from mrseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-    from mrseg.inputs import InputSpec
+    from mrseg.core.input_spec import InputSpec
+    from mrseg.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 
     model = create_model("mrn_transposed", mpps=(0.5, 1.0), width=2, depth=1).eval()
     path = save_checkpoint(Path(str(tmp_path)) / "m.pt", make_checkpoint(model, InputSpec((0.5, 1.0), 8)))
@@ -376,7 +376,7 @@ def test_directly_built_models_record_hparams() -> None:
 
 # ------------------------------------------------------------------------------- inference path
 def test_prepare_for_inference_fp32_matches_eager() -> None:
-    from mrseg.models.runtime import prepare_for_inference
+    from mrseg.inference.predictor import prepare_for_inference
 
     torch.manual_seed(0)
     model = create_model("mrn_bilinear", mpps=[0.5, 1.0], width=4, depth=2)
@@ -392,7 +392,7 @@ def test_prepare_for_inference_fp32_matches_eager() -> None:
 
 
 def test_prepare_for_inference_bf16_is_close() -> None:
-    from mrseg.models.runtime import native_bf16, prepare_for_inference
+    from mrseg.inference.predictor import native_bf16, prepare_for_inference
 
     torch.manual_seed(0)
     model = create_model("unet", mpps=[0.5], width=4, depth=1).eval()
@@ -408,15 +408,15 @@ def test_prepare_for_inference_bf16_is_close() -> None:
 
 
 def test_prepare_for_inference_rejects_unknown_precision() -> None:
-    from mrseg.errors import ConfigError
-    from mrseg.models.runtime import prepare_for_inference
+    from mrseg.core.errors import ConfigError
+    from mrseg.inference.predictor import prepare_for_inference
 
     with pytest.raises(ConfigError, match="fp16"):
         prepare_for_inference(create_model("unet", mpps=[0.5], width=2, depth=1), precision="fp16")  # type: ignore[arg-type]
 
 
 def test_to_channels_last_slices_are_channels_last() -> None:
-    from mrseg.models.runtime import to_channels_last
+    from mrseg.inference.predictor import to_channels_last
 
     t = torch.randn(2, 3, 3, 8, 8)
     x = to_channels_last(t)

@@ -13,14 +13,14 @@ import tifffile
 import torch
 from typer.testing import CliRunner
 
-from mrseg import outputs
-from mrseg.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.cli import app
-from mrseg.cluster import predict_slides, run_slide
-from mrseg.infer import PredictSettings
-from mrseg.inputs import InputSpec
+from mrseg.core.input_spec import InputSpec
+from mrseg.inference import outputs
+from mrseg.inference.cluster import predict_slides, run_slide
+from mrseg.inference.predict import PredictSettings
 from mrseg.models import create_model
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 
 @pytest.fixture(autouse=True)

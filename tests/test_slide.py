@@ -14,9 +14,9 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from mrseg.errors import MissingMppError, SlideError
-from mrseg.slide import Slide, resolve_mpp
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.core.errors import MissingMppError, SlideError
+from mrseg.wsi.slide import Slide, resolve_mpp
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 BACKENDS = ["openslide", "tiffslide"]
 MPP = 0.5
@@ -507,11 +507,11 @@ def test_openslide_public_api_fallback_matches_fast_path(tmp_path: Path) -> None
 def test_thumbnail_in_bands_equals_one_read(
     even_slide: tuple[Path, list[np.ndarray]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mrseg.slide
+    import mrseg.wsi.slide
 
     with Slide.open(even_slide[0]) as slide:
         whole = {mpp: slide.thumbnail(mpp) for mpp in (0.5, 0.7, 3.0)}
-        monkeypatch.setattr(mrseg.slide, "THUMBNAIL_BAND_PIXELS", 5000)
+        monkeypatch.setattr(mrseg.wsi.slide, "THUMBNAIL_BAND_PIXELS", 5000)
         slide.reset_counters()
         for mpp, expected in whole.items():
             np.testing.assert_array_equal(slide.thumbnail(mpp), expected)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrseg.stitch import MIN_WEIGHT, OnDiskMerger, Ramp, tile_weight
+from mrseg.inference.merger import MIN_WEIGHT, OnDiskMerger, Ramp, tile_weight
 
 
 @pytest.mark.parametrize("ramp", list(Ramp))

@@ -16,11 +16,11 @@ from scipy import ndimage, stats
 from shapely.geometry import Point, Polygon, shape
 from skimage.draw import polygon as sk_polygon
 
-from mrseg.errors import ConfigError, MrsegError
+from mrseg.core.errors import ConfigError, MrsegError
 from mrseg.synth import SynthParams, assign_splits, generate, parse_split
 from mrseg.synth import writer as synth_writer
 from mrseg.synth.raster import paint, rasterize
-from mrseg.tiff import pyramid_shapes
+from mrseg.wsi.tiff import pyramid_shapes
 
 MPP = 0.5
 SIZE = 2048
@@ -109,7 +109,7 @@ def test_slides_and_masks_open_in_backends(dataset: Path, backend: str) -> None:
 
 
 def test_slide_opens_with_mrseg_slide(dataset: Path) -> None:
-    slide_mod = pytest.importorskip("mrseg.slide")
+    slide_mod = pytest.importorskip("mrseg.wsi.slide")
     row = _manifest(dataset)[0]
     with slide_mod.Slide.open(dataset / row["slide"]) as slide:
         assert slide.mpp == pytest.approx(MPP)
@@ -119,8 +119,8 @@ def test_slide_opens_with_mrseg_slide(dataset: Path) -> None:
 
 
 def test_tissue_detection_finds_the_tissue(dataset: Path) -> None:
-    slide_mod = pytest.importorskip("mrseg.slide")
-    tissue_mod = pytest.importorskip("mrseg.tissue")
+    slide_mod = pytest.importorskip("mrseg.wsi.slide")
+    tissue_mod = pytest.importorskip("mrseg.wsi.tissue")
     meta = json.loads((dataset / "synth.json").read_text())["slides"]
     for row, facts in zip(_manifest(dataset), meta, strict=True):
         with slide_mod.Slide.open(dataset / row["slide"]) as slide:
@@ -153,9 +153,9 @@ def test_annotation_and_mask_agree(dataset: Path) -> None:
 
 
 def test_annotation_reader_agrees_with_mask(tmp_path: Path) -> None:
-    annotations = pytest.importorskip("mrseg.annotations")
+    annotations = pytest.importorskip("mrseg.wsi.annotations")
     if not hasattr(annotations, "load_annotations"):
-        pytest.skip("mrseg.annotations.load_annotations not available yet")
+        pytest.skip("mrseg.wsi.annotations.load_annotations not available yet")
     size = 1536
     out = generate(tmp_path / "lumens", 1, 0, size_px=size, params=SynthParams(p_lumen=1.0)).parent
     row = _manifest(out)[0]

@@ -1,4 +1,4 @@
-"""Tests of mrseg.tissue: detection on real and synthetic slides, queries, save/load."""
+"""Tests of mrseg.wsi.tissue: detection on real and synthetic slides, queries, save/load."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrseg.errors import DataError
-from mrseg.slide import Slide
-from mrseg.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask
+from mrseg.core.errors import DataError
+from mrseg.wsi.slide import Slide
+from mrseg.wsi.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask
 
 PINK = np.array([220, 140, 190])
 PURPLE = np.array([130, 70, 160])
@@ -155,7 +155,7 @@ def test_fraction_in_boxes_matches_brute_force() -> None:
 @pytest.mark.slow
 def test_synthetic_slide_tissue_covers_its_annotations(tmp_path: Path) -> None:
     synth = pytest.importorskip("mrseg.synth")
-    from mrseg.annotations import load_annotations
+    from mrseg.wsi.annotations import load_annotations
 
     manifest = synth.generate(tmp_path / "synth", 1, seed=0, size_px=1024)
     row = manifest.read_text().splitlines()[1].split(",")

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from mrseg.checkpoint import load_checkpoint
 from mrseg.cli import app
-from mrseg.config import load_config
-from mrseg.errors import ConfigError, SlideError
-from mrseg.losses import SegmentationLoss, conv_weights, l2_penalty
-from mrseg.train import TrainingInterrupted, resume_config, train
+from mrseg.core.errors import ConfigError, SlideError
+from mrseg.models.checkpoint import load_checkpoint
+from mrseg.training.config import load_config
+from mrseg.training.loop import TrainingInterrupted, resume_config, train
+from mrseg.training.losses import SegmentationLoss, conv_weights, l2_penalty
 from training_data import make_dataset, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,9 +161,9 @@ def test_early_stopping(data: Path, tmp_path: Path) -> None:
 def test_slide_failure_mid_run_stops_with_checkpoint(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mrseg.concentric
+    import mrseg.wsi.concentric
 
-    real = mrseg.concentric.read_concentric
+    real = mrseg.wsi.concentric.read_concentric
     calls = {"n": 0}
     per_epoch = 3 * 4 + 8  # steps * batch + validation samples
 
@@ -173,7 +173,7 @@ def test_slide_failure_mid_run_stops_with_checkpoint(
             raise OSError("TIFFReadTile: corrupt tile")
         return real(slide, center, spec)
 
-    monkeypatch.setattr(mrseg.concentric, "read_concentric", flaky)
+    monkeypatch.setattr(mrseg.wsi.concentric, "read_concentric", flaky)
     cfg = load_config(None, tiny_overrides(data))
     with pytest.raises(SlideError) as info:
         train(cfg, tmp_path / "f", device="cpu")
@@ -185,12 +185,12 @@ def test_slide_failure_mid_run_stops_with_checkpoint(
 def test_slide_failure_in_a_worker_is_one_clean_line(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mrseg.concentric
+    import mrseg.wsi.concentric
 
     def broken(slide, center, spec):  # type: ignore[no-untyped-def]
         raise OSError("TIFFReadTile: corrupt tile")
 
-    monkeypatch.setattr(mrseg.concentric, "read_concentric", broken)  # inherited by the forked worker
+    monkeypatch.setattr(mrseg.wsi.concentric, "read_concentric", broken)  # inherited by the forked worker
     cfg = load_config(None, tiny_overrides(data, **{"data.num_workers": 1}))
     with pytest.raises(SlideError) as info:
         train(cfg, tmp_path / "fw", device="cpu")
@@ -201,10 +201,10 @@ def test_slide_failure_in_a_worker_is_one_clean_line(
 
 
 def test_interrupt_flag_stops_cleanly(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mrseg.losses
-    import mrseg.train as T
+    import mrseg.training.loop as T
+    import mrseg.training.losses
 
-    real = mrseg.losses.l2_penalty
+    real = mrseg.training.losses.l2_penalty
     calls = {"n": 0}
 
     def penalty(model, lam):  # type: ignore[no-untyped-def]

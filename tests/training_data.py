@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 SIZE = 384
 MPP = 1.0

@@ -1,7 +1,7 @@
 """The ``mrseg`` command line: a thin typer layer over the library API.
 
 Each sub-command lives in a module of this package that registers itself on :data:`app`.
-Errors derived from :class:`mrseg.errors.MrsegError` are printed as one line on stderr and exit
+Errors derived from :class:`mrseg.core.errors.MrsegError` are printed as one line on stderr and exit
 with status 1 (``--debug`` shows the traceback instead).
 """
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from mrseg.cli.app import app
-from mrseg.errors import MrsegError
+from mrseg.core.errors import MrsegError
 
 
 @app.command("annotations")
@@ -23,8 +23,8 @@ def annotations_command(
     ),
 ) -> None:
     """Summarise an annotation file: counts per group/label, areas (mm^2 when mpp is known), bounding box."""
-    from mrseg.annotations import load_annotations
-    from mrseg.annotations.stats import summarize, write_overlay
+    from mrseg.wsi.annotations import load_annotations
+    from mrseg.wsi.annotations.stats import summarize, write_overlay
 
     if mpp is not None and not mpp > 0:
         raise MrsegError(f"--mpp must be positive, got {mpp}")
@@ -33,7 +33,7 @@ def annotations_command(
     opened: Any = None
     try:
         if slide is not None:
-            from mrseg.slide import Slide
+            from mrseg.wsi.slide import Slide
 
             opened = Slide.open(slide, mpp=mpp)
             mpp = opened.mpp
@@ -102,8 +102,8 @@ def tissue_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask."""
-    from mrseg.slide import Slide
-    from mrseg.tissue import tissue_mask
+    from mrseg.wsi.slide import Slide
+    from mrseg.wsi.tissue import tissue_mask
 
     if not tissue_mpp > 0:
         raise MrsegError(f"--tissue-mpp must be positive, got {tissue_mpp}")

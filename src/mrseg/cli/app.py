@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from mrseg import __version__
-from mrseg.errors import MrsegError
+from mrseg.core.errors import MrsegError
 
 log = logging.getLogger("mrseg")
 
@@ -53,7 +53,7 @@ def parse_numbers(option: str, first: list[str] | None, extra: list[str]) -> lis
     ConfigError
         A token is not a number.
     """
-    from mrseg.errors import ConfigError
+    from mrseg.core.errors import ConfigError
 
     tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
     try:

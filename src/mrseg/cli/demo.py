@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from mrseg.cli.app import app
-from mrseg.errors import ConfigError
+from mrseg.core.errors import ConfigError
 
 log = logging.getLogger("mrseg.cli")
 
@@ -35,7 +35,7 @@ def demo_command(
     from rich.console import Console
 
     from mrseg.demo import default_settings, parse_overrides, quick_settings, run_demo
-    from mrseg.report import rich_table
+    from mrseg.demo.report import rich_table
 
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")

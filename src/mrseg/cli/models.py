@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mrseg.cli.app import MULTI_VALUE_ARGS, app, parse_numbers
-from mrseg.errors import ConfigError
+from mrseg.core.errors import ConfigError
 
 
 @app.command("models", context_settings=MULTI_VALUE_ARGS)
@@ -85,7 +85,7 @@ def export_command(
     atol: float = typer.Option(1e-4, "--atol", help="Largest accepted |exported - PyTorch| on random input."),
 ) -> None:
     """Export a checkpoint's network to ONNX (dynamic batch) or TorchScript, verified against PyTorch."""
-    from mrseg.export import FORMATS, ExportError, export_checkpoint
+    from mrseg.models.export import FORMATS, ExportError, export_checkpoint
 
     if format not in FORMATS:
         raise ExportError(f"unknown --format {format!r}; choose one of {list(FORMATS)}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mrseg.cli.app import app
-from mrseg.errors import ConfigError, MrsegError
+from mrseg.core.errors import ConfigError, MrsegError
 
 log = logging.getLogger("mrseg.cli")
 
@@ -47,8 +47,8 @@ def predict_command(
     With a multi-class model the map is the probability of any class >= 1 (1 - P(background)),
     and <stem>_class<k>.tif holds each class. Exits 1 if any slide failed (the others are done).
     """
-    from mrseg.cluster import predict_slides
-    from mrseg.infer import PredictSettings
+    from mrseg.inference.cluster import predict_slides
+    from mrseg.inference.predict import PredictSettings
 
     if threads is not None:
         import torch
@@ -106,7 +106,7 @@ def evaluate_command(
     bins: int = typer.Option(1024, "--bins", help="Histogram bins of the ROC."),
 ) -> None:
     """Pixel-level ROC/AUC, Dice, IoU, precision, recall, accuracy (at 0.5 and the best-Dice threshold)."""
-    from mrseg.evaluate import evaluate
+    from mrseg.evaluation.evaluate import evaluate
 
     preds: dict[str, str] = {}
     for item in pred:

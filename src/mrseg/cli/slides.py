@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from mrseg.cli.app import MULTI_VALUE_ARGS, app, parse_numbers
-from mrseg.errors import ConfigError
+from mrseg.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ _BACKEND_HELP = "auto (OpenSlide, falling back to tiffslide), openslide or tiffs
 
 
 def slide_facts(slide: Any) -> dict[str, Any]:
-    """The JSON-able facts ``mrseg info --json`` prints for an open :class:`mrseg.slide.Slide`."""
+    """The JSON-able facts ``mrseg info --json`` prints for an open :class:`mrseg.wsi.slide.Slide`."""
     return {
         "path": str(slide.path),
         "backend": slide.backend,
@@ -43,7 +43,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print a slide's size, pyramid levels with their mpp, vendor and associated images."""
-    from mrseg.slide import Slide
+    from mrseg.wsi.slide import Slide
 
     with Slide.open(slide_path, backend=backend, mpp=mpp) as slide:
         facts = slide_facts(slide)
@@ -83,9 +83,9 @@ def patch_command(
     """Write the concentric patches around one centre side by side, finer fields of view outlined."""
     from PIL import Image
 
-    from mrseg.atomic import atomic_path
-    from mrseg.concentric import ConcentricSpec, concentric_figure, read_concentric
-    from mrseg.slide import Slide
+    from mrseg.core.atomic import atomic_path
+    from mrseg.wsi.concentric import ConcentricSpec, concentric_figure, read_concentric
+    from mrseg.wsi.slide import Slide
 
     if ctx.args and mpps is None:
         raise ConfigError(f"unexpected arguments {ctx.args}")

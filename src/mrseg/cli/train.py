@@ -1,4 +1,4 @@
-"""``mrseg train``: train a network from a YAML recipe (thin wrapper over :func:`mrseg.train.train`)."""
+"""``mrseg train``: train a network from a YAML recipe (thin wrapper over :func:`mrseg.training.loop.train`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mrseg.cli.app import app
-from mrseg.errors import ConfigError
+from mrseg.core.errors import ConfigError
 
 log = logging.getLogger("mrseg")
 
@@ -35,9 +35,9 @@ def train(
 
     Multi-GPU (DDP): torchrun --nproc_per_node=4 $(which mrseg) train ...
     """
-    from mrseg.config import load_config, update_config
-    from mrseg.train import TrainingInterrupted, resume_config
-    from mrseg.train import train as run_training
+    from mrseg.training.config import load_config, update_config
+    from mrseg.training.loop import TrainingInterrupted, resume_config
+    from mrseg.training.loop import train as run_training
 
     sets = list(overrides)
     if resume is not None:

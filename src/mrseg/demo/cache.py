@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mrseg.atomic import atomic_write_text
+from mrseg.core.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mrseg.annotations.raster import fill_rings
-from mrseg.errors import DataError
+from mrseg.core.errors import DataError
+from mrseg.wsi.annotations.raster import fill_rings
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +207,9 @@ def plot_mimic_crop(
     The crop is a square of level-0 pixels centred on the mimic's bounding box, extending ``margin_um``
     microns beyond it (enough to show the mantle ring), drawn at ``crop_mpp`` µm/px.
     """
-    from mrseg.annotations import load_annotations
-    from mrseg.plots import pyplot, save_figure
-    from mrseg.slide import Slide
+    from mrseg.evaluation.plots import pyplot, save_figure
+    from mrseg.wsi.annotations import load_annotations
+    from mrseg.wsi.slide import Slide
 
     plt = pyplot()
 

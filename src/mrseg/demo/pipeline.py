@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from mrseg import __version__
-from mrseg.atomic import atomic_write_text
+from mrseg.core.atomic import atomic_write_text
+from mrseg.core.errors import MrsegError
 from mrseg.demo.cache import StageCache, StageRecord, Timer, stage_key
 from mrseg.demo.settings import SPLITS, DemoSettings, ModelSpec
-from mrseg.errors import MrsegError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DemoResult:
 
 
 def _device(spec: str) -> str:
-    from mrseg.distributed import resolve_device
+    from mrseg.training.distributed import resolve_device
 
     return str(resolve_device(spec))
 
@@ -143,7 +143,7 @@ def _synth_facts(root: Path, split: str) -> list[dict[str, Any]]:
 
 def model_config(settings: DemoSettings, spec: ModelSpec, manifest: Path, *, progress: bool) -> Any:
     """The resolved training configuration of one model: its packaged recipe + the demo's shared overrides."""
-    from mrseg.config import load_config, update_config
+    from mrseg.training.config import load_config, update_config
 
     config = load_config(spec.config)
     values: dict[str, Any] = dict(settings.train)
@@ -260,7 +260,7 @@ def run_demo(
         run_dir = root / "runs" / spec.key
 
         def fit(config: Any = config, run_dir: Path = run_dir, spec: ModelSpec = spec) -> _StageOut:
-            from mrseg.train import train
+            from mrseg.training.loop import train
 
             result = train(config, run_dir, device=device, progress=progress)  # restores torch's thread count
             if result.best_epoch is None:
@@ -281,8 +281,8 @@ def run_demo(
         done_cost += COST.get(len(spec.mpps), 1.0)
 
     # 3. prediction
-    from mrseg.cluster import file_sha256, predict_slides
-    from mrseg.infer import PredictSettings
+    from mrseg.inference.cluster import file_sha256, predict_slides
+    from mrseg.inference.predict import PredictSettings
 
     predict_settings = PredictSettings(
         device=device, overlap=settings.overlap, batch_size=64, loader_threads=max(1, settings.workers)
@@ -319,7 +319,7 @@ def run_demo(
         ).key
 
     # 4. evaluation
-    from mrseg.evaluate import evaluate
+    from mrseg.evaluation.evaluate import evaluate
 
     panel = _panel_stem(root)
     metrics: dict[str, dict[str, Any]] = {}
@@ -379,7 +379,7 @@ def run_demo(
     # 6. report
     results = build_results(root, settings, device, specs, metrics, mimic, train_info, runner.records, panel)
     results["total_seconds"] = time.perf_counter() - t_start
-    from mrseg.report import write_report
+    from mrseg.demo.report import write_report
 
     html, md = write_report(root, results)
     log.info("report: %s", html)

@@ -25,7 +25,7 @@ class ModelSpec:
     label
         Display name in tables and figures (``U-Net 0.5``, ``MRN-bilinear``...).
     config
-        Packaged training recipe (``mrseg.config.load_config`` name).
+        Packaged training recipe (``mrseg.training.config.load_config`` name).
     mpps
         Input resolutions in µm/px, finest first.
     """
@@ -69,7 +69,7 @@ class DemoSettings:
     slide_mpp
         Level-0 mpp of the synthetic slides (µm/px).
     train
-        Dotted overrides applied to every packaged recipe (``mrseg.config.update_config``), the
+        Dotted overrides applied to every packaged recipe (``mrseg.training.config.update_config``), the
         demo's shared recipe on top of ``configs/synthetic_*.yaml``.
     overlap
         Tile overlap of whole-slide prediction (fraction of a tile).
@@ -147,7 +147,7 @@ def quick_settings(**changes: Any) -> DemoSettings:
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["train.epochs=40", ...]`` -> ``{"train.epochs": 40}`` (values parsed as YAML).
 
-    The keys are checked when the recipe is resolved (:func:`mrseg.config.update_config` names a bad key).
+    The keys are checked when the recipe is resolved (:func:`mrseg.training.config.update_config` names a bad key).
 
     Raises
     ------
@@ -156,7 +156,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """
     import yaml
 
-    from mrseg.errors import ConfigError
+    from mrseg.core.errors import ConfigError
 
     out: dict[str, Any] = {}
     for item in items:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from mrseg.errors import ModelConfigError
+from mrseg.core.errors import ModelConfigError
 from mrseg.models.blocks import SegmentationModel
 from mrseg.models.mrn import MRN
 from mrseg.models.unet import UNet

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mrseg.errors import ModelConfigError
+from mrseg.core.errors import ModelConfigError
 
 #: Relative tolerance when deciding that ``mpp_j / mpp_1`` is a power of two (scanner mpps are rounded).
 GAMMA_RTOL = 1e-3

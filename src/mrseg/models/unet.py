@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mrseg.errors import ModelConfigError
+from mrseg.core.errors import ModelConfigError
 from mrseg.models.blocks import Decoder, Encoder, SegmentationModel
 from mrseg.models.sizes import check_spatial, gammas_from_mpps, required_multiple
 

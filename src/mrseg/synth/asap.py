@@ -27,7 +27,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from mrseg.atomic import atomic_path
+from mrseg.core.atomic import atomic_path
 
 GROUP_COLOURS = {"_0": "#FF0000", "_1": "#00A000", "_2": "#0000FF"}
 

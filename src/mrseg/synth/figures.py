@@ -53,9 +53,9 @@ def make_figures(img_dir: Path, *, seed: int = 0, size_px: int = 4096) -> list[P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mrseg.concentric import ConcentricSpec, read_concentric
-    from mrseg.slide import Slide
     from mrseg.synth.writer import generate
+    from mrseg.wsi.concentric import ConcentricSpec, read_concentric
+    from mrseg.wsi.slide import Slide
 
     img_dir.mkdir(parents=True, exist_ok=True)
     written = []

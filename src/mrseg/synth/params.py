@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mrseg.errors import ConfigError
+from mrseg.core.errors import ConfigError
 
 Range = tuple[float, float]
 

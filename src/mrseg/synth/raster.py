@@ -3,7 +3,7 @@
 A pixel ``(u, v)`` of a raster whose origin is ``(x0, y0)`` with ``scale`` input units per pixel is
 inside a geometry when its centre ``(x0 + (u + 0.5) * scale, y0 + (v + 0.5) * scale)`` is inside
 (even-odd rule over all rings, so holes and multi-part geometries are handled). This is the
-"pixel-centre" convention of :mod:`mrseg.annotations`, so masks drawn here agree with masks drawn
+"pixel-centre" convention of :mod:`mrseg.wsi.annotations`, so masks drawn here agree with masks drawn
 from the written annotations.
 
 The implementation is a vectorised scanline fill: every ring edge is intersected with the pixel-row

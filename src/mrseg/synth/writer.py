@@ -34,14 +34,14 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from mrseg import __version__
-from mrseg.atomic import atomic_path
-from mrseg.errors import ConfigError
+from mrseg.core.atomic import atomic_path
+from mrseg.core.errors import ConfigError
 from mrseg.synth.asap import write_asap_xml
 from mrseg.synth.layout import SlideLayout, make_layout
 from mrseg.synth.params import SynthParams
 from mrseg.synth.raster import paint
 from mrseg.synth.render import class_raster, render, sample_stain
-from mrseg.tiff import write_pyramidal_tiff
+from mrseg.wsi.tiff import write_pyramidal_tiff
 
 log = logging.getLogger(__name__)
 

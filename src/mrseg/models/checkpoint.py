@@ -1,0 +1,196 @@
+"""Checkpoints: one self-describing file per model state.
+
+A checkpoint is a plain dictionary of tensors and Python primitives, saved atomically and loaded
+with ``torch.load(..., weights_only=True)`` (no pickled code is ever executed). It carries every
+shape-defining hyper-parameter, so ``predict`` and ``export`` need nothing but the file:
+
+``format``, ``version``
+    ``"mrseg-checkpoint"`` and the layout version.
+``model``
+    ``{"name": registry name, "kwargs": create_model keyword arguments}``.
+``input``
+    :class:`mrseg.core.input_spec.InputSpec` as a dict (mpps, size_px, mean, std).
+``state_dict``
+    The model weights.
+``config``
+    The resolved training configuration (dict) or ``None``.
+``epoch``, ``best_val_loss``, ``val_loss``
+    Training progress (``epoch`` counts completed epochs).
+``train_state``
+    Optional optimiser / scaler / scheduler / RNG states for exact resumption.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mrseg import __version__
+from mrseg.core.atomic import atomic_path
+from mrseg.core.errors import CheckpointError
+from mrseg.core.input_spec import InputSpec
+
+FORMAT = "mrseg-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint (see the module docstring for the fields)."""
+
+    model_name: str
+    model_kwargs: dict[str, Any]
+    input_spec: InputSpec
+    state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any] | None = None
+    epoch: int = 0
+    best_val_loss: float | None = None
+    val_loss: float | None = None
+    train_state: dict[str, Any] = field(default_factory=dict)
+    mrseg_version: str = __version__
+
+    def build_model(self, *, strict: bool = True) -> nn.Module:
+        """Rebuild the model from the registry and load the weights (in eval mode)."""
+        from mrseg.models import create_model
+
+        try:
+            model = create_model(self.model_name, **self.model_kwargs)
+            model.load_state_dict(self.state_dict, strict=strict)
+        except (RuntimeError, TypeError, KeyError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint model {self.model_name!r} with {self.model_kwargs} cannot be rebuilt: {error}"
+            ) from error
+        return model.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "mrseg_version": self.mrseg_version,
+            "model": {"name": self.model_name, "kwargs": dict(self.model_kwargs)},
+            "input": self.input_spec.to_dict(),
+            "state_dict": self.state_dict,
+            "config": self.config,
+            "epoch": int(self.epoch),
+            "best_val_loss": self.best_val_loss,
+            "val_loss": self.val_loss,
+            "train_state": self.train_state,
+        }
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
+    """Save ``checkpoint`` atomically (temporary file, then rename) and return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint.to_dict(), tmp)
+    return path
+
+
+def make_checkpoint(
+    model: nn.Module, input_spec: InputSpec, *, config: dict[str, Any] | None = None, **extra: Any
+) -> Checkpoint:
+    """Build a :class:`Checkpoint` from a registry model (which records ``model.hparams``)."""
+    hparams = getattr(model, "hparams", None)
+    if not isinstance(hparams, dict) or "name" not in hparams:
+        raise CheckpointError("model has no `hparams` record; build it with mrseg.models.create_model")
+    kwargs = {k: v for k, v in hparams.items() if k != "name"}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return Checkpoint(
+        model_name=hparams["name"],
+        model_kwargs=kwargs,
+        input_spec=input_spec,
+        state_dict=state,
+        config=config,
+        **extra,
+    )
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint safely (``weights_only=True``) and validate its layout.
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, not a torch file, not an mrseg checkpoint, or an unknown layout version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt/unsafe files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mrseg checkpoint (no format={FORMAT!r} record)")
+    if raw.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint layout version {raw.get('version')} is not supported (expected {VERSION})"
+        )
+    try:
+        return Checkpoint(
+            model_name=str(raw["model"]["name"]),
+            model_kwargs=dict(raw["model"]["kwargs"]),
+            input_spec=InputSpec.from_dict(raw["input"]),
+            state_dict=raw["state_dict"],
+            config=raw.get("config"),
+            epoch=int(raw.get("epoch", 0)),
+            best_val_loss=raw.get("best_val_loss"),
+            val_loss=raw.get("val_loss"),
+            train_state=raw.get("train_state") or {},
+            mrseg_version=str(raw.get("mrseg_version", "?")),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: checkpoint is missing or has a bad field: {error}") from error
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states (torch CPU/CUDA, numpy, Python ``random``) as ``weights_only``-safe values.
+
+    numpy's and Python's states are converted to plain lists/ints so the checkpoint loads with
+    ``torch.load(weights_only=True)``.
+    """
+    import random
+
+    import numpy as np
+
+    np_state: Any = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is what we save
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": [int(k) for k in np_state[1]],
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": int(py_version), "internal": [int(v) for v in py_internal], "gauss": py_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` returned (missing parts are left alone)."""
+    import random
+
+    import numpy as np
+
+    if "torch" in state:
+        torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
+    if "numpy" in state:
+        s = state["numpy"]
+        np.random.set_state(  # noqa: NPY002
+            (s["name"], np.asarray(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached_gaussian"])
+        )
+    if "python" in state:
+        s = state["python"]
+        random.setstate((s["version"], tuple(s["internal"]), s["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,129 @@
+"""Training augmentation applied identically to the J concentric patches of a sample and to its mask.
+
+Geometry: horizontal/vertical flips and 90-degree rotations. All J patches are square and share one
+centre, so flipping/rotating each patch about its own centre is the same transform about the
+common centre, and the finest patch stays aligned with its label mask.
+
+Colour (patches only, never the mask): brightness (additive), contrast (scale about the mean),
+saturation (blend with grey) and H&E stain jitter in optical-density space: RGB is converted to
+haematoxylin/eosin/DAB densities with scikit-image's colour-deconvolution matrix (``hed_from_rgb``;
+optical density ``-ln((v + 1) / 256)``), each stain channel is scaled by ``1 + a`` and shifted by
+``b`` (``a, b ~ U(-hed, hed)``), and converted back with ``rgb_from_hed``. Unlike ``rgb2hed`` nothing
+is clipped in between, so neutral parameters give back the input exactly.
+One set of parameters is drawn per sample and shared by its J patches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.color import hed_from_rgb, rgb_from_hed
+
+from mrseg.training.config import AugmentConfig
+
+_HED_FROM_RGB = np.asarray(hed_from_rgb, dtype=np.float32)
+_RGB_FROM_HED = np.asarray(rgb_from_hed, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Augmenter:
+    """Random augmentation of one sample: ``(patches (J, H, W, 3) uint8, mask (H, W) uint8)``."""
+
+    config: AugmentConfig
+
+    def __call__(
+        self, patches: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        if not cfg.enabled:
+            return patches, mask
+        k = int(rng.integers(0, 4)) if cfg.rot90 else 0
+        flip_h = bool(rng.integers(0, 2)) if cfg.flips else False
+        flip_v = bool(rng.integers(0, 2)) if cfg.flips else False
+        patches, mask = geometric(patches, mask, k=k, flip_h=flip_h, flip_v=flip_v)
+        brightness = rng.uniform(-cfg.brightness, cfg.brightness) if cfg.brightness else 0.0
+        contrast = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast) if cfg.contrast else 1.0
+        saturation = 1.0 + rng.uniform(-cfg.saturation, cfg.saturation) if cfg.saturation else 1.0
+        if cfg.hed:
+            hed_scale = 1.0 + rng.uniform(-cfg.hed, cfg.hed, size=3)
+            hed_shift = rng.uniform(-cfg.hed, cfg.hed, size=3)
+        else:
+            hed_scale, hed_shift = np.ones(3), np.zeros(3)
+        patches = colour(
+            patches,
+            brightness=brightness,
+            contrast=contrast,
+            saturation=saturation,
+            hed_scale=hed_scale,
+            hed_shift=hed_shift,
+        )
+        return patches, mask
+
+
+def geometric(
+    patches: np.ndarray, mask: np.ndarray, *, k: int = 0, flip_h: bool = False, flip_v: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate by ``k * 90`` degrees (counter-clockwise) then flip, identically for patches and mask.
+
+    Parameters
+    ----------
+    patches
+        ``(J, H, W, 3)`` uint8 with ``H == W`` (concentric square patches).
+    mask
+        ``(H, W)`` labels of the finest patch.
+    """
+    if k % 4:
+        if patches.shape[1] != patches.shape[2]:
+            raise ValueError(f"90-degree rotation needs square patches, got {patches.shape[1:3]}")
+        patches = np.rot90(patches, k, axes=(1, 2))
+        mask = np.rot90(mask, k, axes=(0, 1))
+    if flip_h:
+        patches = patches[:, :, ::-1]
+        mask = mask[:, ::-1]
+    if flip_v:
+        patches = patches[:, ::-1]
+        mask = mask[::-1]
+    return np.ascontiguousarray(patches), np.ascontiguousarray(mask)
+
+
+def colour(
+    patches: np.ndarray,
+    *,
+    brightness: float = 0.0,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    hed_scale: np.ndarray | None = None,
+    hed_shift: np.ndarray | None = None,
+) -> np.ndarray:
+    """Apply the colour jitter with given parameters to uint8 patches ``(..., H, W, 3)``.
+
+    ``brightness`` is a fraction of the full range (added), ``contrast`` and ``saturation`` are
+    factors (1 = unchanged), ``hed_scale``/``hed_shift`` act on the stain optical densities.
+    With the neutral values the input is returned unchanged.
+    """
+    do_hed = hed_scale is not None and (
+        not np.allclose(hed_scale, 1.0) or (hed_shift is not None and not np.allclose(hed_shift, 0.0))
+    )
+    if not do_hed and brightness == 0.0 and contrast == 1.0 and saturation == 1.0:
+        return patches
+    shape = patches.shape
+    if do_hed:
+        assert hed_scale is not None
+        shift = np.zeros(3) if hed_shift is None else hed_shift
+        od = -np.log((patches.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+        hed = od @ _HED_FROM_RGB
+        hed = hed * hed_scale.astype(np.float32) + shift.astype(np.float32)
+        img = np.exp(-(hed @ _RGB_FROM_HED)) * np.float32(256.0 / 255.0) - np.float32(1.0 / 255.0)
+    else:
+        img = patches.reshape(-1, 3).astype(np.float32) / 255.0
+    if brightness:
+        img = img + np.float32(brightness)
+    if contrast != 1.0:
+        mean = img.mean(dtype=np.float32)
+        img = (img - mean) * np.float32(contrast) + mean
+    if saturation != 1.0:
+        grey = (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, None]
+        img = grey + (img - grey) * np.float32(saturation)
+    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out.reshape(shape)
