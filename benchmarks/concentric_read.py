@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from mrseg.wsi.concentric import ConcentricSpec, iter_concentric_grid, read_concentric
+from mrseg.core.input_spec import InputSpec
+from mrseg.wsi.concentric import iter_concentric_grid, read_concentric
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
@@ -76,7 +77,7 @@ def grid_centres(edge: int, n: int, step_l0: float, offset: float) -> np.ndarray
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def distinct_needed(slide: Slide, centres: np.ndarray, spec: ConcentricSpec) -> int:
+def distinct_needed(slide: Slide, centres: np.ndarray, spec: InputSpec) -> int:
     """Distinct level pixels the patches need (union per level of their read regions, inside the level)."""
     masks: dict[int, np.ndarray] = {}
     for mpp in spec.mpps:
@@ -109,8 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "concentric_read.json")
     args = parser.parse_args(argv)
 
-    spec = ConcentricSpec(mpps=tuple(args.mpps), size_px=args.size)
-    single = ConcentricSpec(mpps=spec.mpps[:1], size_px=args.size)
+    spec = InputSpec(mpps=tuple(args.mpps), size_px=args.size)
+    single = InputSpec(mpps=spec.mpps[:1], size_px=args.size)
     path = make_slide(args.cache_dir / f"bench_{args.slide_px}px_0.25mpp.tif", args.slide_px)
     step_l0 = args.size * spec.mpps[0] / SLIDE_MPP  # finest patches tile the region
     rows: list[dict[str, Any]] = []

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from mrseg.core.tissue_spec import TissueSettings
+
 MODELS = {"unet": ("unet", (0.5,)), "mrn": ("mrn_bilinear", (0.5, 1.0, 2.0, 4.0))}
 
 
@@ -143,7 +145,7 @@ def child(args: argparse.Namespace) -> None:
     record = json.loads((Path(args.outdir) / f"{Path(args.slide).stem}.json").read_text())
     with Slide.open(args.slide) as slide:
         dims, slide_mpp = slide.dimensions, slide.mpp
-        tm = tissue_mask(slide, mpp=settings.tissue_mpp)
+        tm = tissue_mask(slide, TissueSettings(mpp=settings.tissue_mpp))
     tiling = make_tiling(
         dims,
         slide_mpp,

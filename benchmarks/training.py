@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from mrseg.models.inputs import to_tensor
 from mrseg.training.config import load_config, update_config
 from mrseg.training.loop import _loader, build_model, seed_everything
 from mrseg.training.losses import SegmentationLoss, l2_penalty
@@ -52,13 +53,13 @@ def measure(config, steps: int, warmup: int) -> dict[str, float]:  # type: ignor
     loader = _loader(train_ds, sampler, config, torch.device("cpu"))
     it = iter(loader)
     first = next(it)
-    x_mem, y_mem = spec.to_tensor(first["patches"]), first["mask"]
+    x_mem, y_mem = to_tensor(first["patches"], spec), first["mask"]
     for _ in range(warmup - 1):
         batch = next(it)
-        _step(model, optimizer, criterion, spec.to_tensor(batch["patches"]), batch["mask"], config.train.l2)
+        _step(model, optimizer, criterion, to_tensor(batch["patches"], spec), batch["mask"], config.train.l2)
     t0 = time.perf_counter()
     for batch in it:
-        _step(model, optimizer, criterion, spec.to_tensor(batch["patches"]), batch["mask"], config.train.l2)
+        _step(model, optimizer, criterion, to_tensor(batch["patches"], spec), batch["mask"], config.train.l2)
     loaded = steps * b / (time.perf_counter() - t0)
     del it, loader
     t0 = time.perf_counter()

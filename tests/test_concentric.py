@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from mrseg.core.errors import ConfigError
-from mrseg.wsi.concentric import ConcentricSpec, iter_concentric_grid, read_concentric, read_concentric_grid
+from mrseg.core.input_spec import InputSpec
+from mrseg.wsi.concentric import concentric_boxes, iter_concentric_grid, read_concentric, read_concentric_grid
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
 MPP = 0.5
-SPEC = ConcentricSpec(mpps=(0.5, 1.0, 2.0, 4.0), size_px=16)
+SPEC = InputSpec(mpps=(0.5, 1.0, 2.0, 4.0), size_px=16)
 
 
 def coord_image(width: int, height: int) -> np.ndarray:
@@ -42,12 +43,12 @@ def odd_path(tmp_path: Path) -> Path:
 
 
 def test_spec_normalises() -> None:
-    spec = ConcentricSpec(mpps=[0.5, 1, 2, 4], size_px=np.int64(512))  # type: ignore[arg-type]
+    spec = InputSpec(mpps=[0.5, 1, 2, 4], size_px=np.int64(512))  # type: ignore[arg-type]
     assert spec.mpps == (0.5, 1.0, 2.0, 4.0)
     assert spec.size_px == 512 and type(spec.size_px) is int
     assert spec.num_resolutions == 4
     assert spec.field_of_view_um() == (256.0, 512.0, 1024.0, 2048.0)
-    assert spec.boxes(0.25, (1000, 1000))[1] == (-24.0, -24.0, 2024.0, 2024.0)  # 512 px * 1 mpp / 0.25
+    assert concentric_boxes(spec, 0.25, (1000, 1000))[1] == (-24.0, -24.0, 2024.0, 2024.0)  # 512 px * 1 mpp / 0.25
 
 
 @pytest.mark.parametrize(
@@ -68,11 +69,11 @@ def test_spec_normalises() -> None:
 )
 def test_spec_validation(mpps: tuple[object, ...], size: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        ConcentricSpec(mpps=mpps, size_px=size)  # type: ignore[arg-type]
+        InputSpec(mpps=mpps, size_px=size)  # type: ignore[arg-type]
 
 
 def test_spec_allows_non_octave_ratios() -> None:
-    assert ConcentricSpec(mpps=(0.5, 0.75, 3.0), size_px=8).num_resolutions == 3
+    assert InputSpec(mpps=(0.5, 0.75, 3.0), size_px=8).num_resolutions == 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def test_read_concentric_patches_are_concentric(even_path: Path, backend: str) -
 
 def test_concentric_field_of_view_in_microns(even_path: Path) -> None:
     with Slide.open(even_path, mpp=0.25) as slide:  # same file, claimed twice as fine
-        boxes = SPEC.boxes(slide.mpp, (100.0, 100.0))
+        boxes = concentric_boxes(SPEC, slide.mpp, (100.0, 100.0))
         assert [b[2] - b[0] for b in boxes] == [32.0, 64.0, 128.0, 256.0]  # 16 px * mpp / 0.25 level-0 px
         assert read_concentric(slide, (100.0, 100.0), SPEC).shape == (4, 16, 16, 3)
 
@@ -120,7 +121,7 @@ def _random_centers(n: int, width: int, height: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("chunk_px", [24, 64, 4096])
 def test_grid_equals_per_centre(backend: str, fixture: str, chunk_px: int, request: pytest.FixtureRequest) -> None:
     path = request.getfixturevalue(fixture)
-    spec = ConcentricSpec(mpps=(0.5, 0.8, 2.0, 4.0), size_px=15)  # odd size, a non-matching mpp
+    spec = InputSpec(mpps=(0.5, 0.8, 2.0, 4.0), size_px=15)  # odd size, a non-matching mpp
     with Slide.open(path, backend=backend) as slide:
         centers = _random_centers(40, *slide.dimensions, seed=chunk_px)
         grid = read_concentric_grid(slide, centers, spec, chunk_px=chunk_px)

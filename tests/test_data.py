@@ -13,16 +13,9 @@ from torch.utils.data import DataLoader
 from mrseg.core.errors import DataError, SlideError
 from mrseg.training.augment import Augmenter
 from mrseg.training.config import AugmentConfig
-from mrseg.training.data import (
-    SlideRecord,
-    discover,
-    exclude_records,
-    prepare,
-    read_manifest,
-    scan_camelyon16,
-    split_records,
-)
+from mrseg.training.data import exclude_records, prepare, split_records
 from mrseg.training.sampling import TRAIN_STREAM, VAL_STREAM, EpochSampler, PatchDataset, draw_center
+from mrseg.wsi.manifest import SlideRecord, discover, read_manifest, scan_camelyon16
 from training_data import MPP, SIZE, asap_xml, make_dataset, make_slide
 
 

@@ -215,7 +215,7 @@ def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
     pred = tmp_path / "pred"
     pred.mkdir()
     write_probability_tiff(pred / "s.tif", prob, 1.0)
-    record = {"slide": {"dimensions": [512, 512], "mpp": 0.5}, "map": {"mpp": 1.0}, "outputs": {"map": "s.tif"}}
+    record = {"slide": {"path": "s.tif", "dimensions": [512, 512], "mpp": 0.5}, "map": {"mpp": 1.0}, "outputs": {"map": "s.tif"}}
     (pred / "s.json").write_text(json.dumps(record))
     scores = mimic_scores({"s": layout_path}, {"m": pred}, mpp=2.0)["m"]
     assert scores["tumour_mean"] == pytest.approx(1.0)
@@ -345,7 +345,7 @@ def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:
     from mrseg.core.errors import ConfigError
-    from mrseg.demo import parse_overrides
+    from mrseg.core.overrides import parse_overrides
 
     assert parse_overrides(["train.epochs=40", "model.width=16", "augment.enabled=false"]) == {
         "train.epochs": 40,

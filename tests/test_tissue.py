@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from mrseg.core.errors import DataError
+from mrseg.core.tissue_spec import TissueSettings
 from mrseg.wsi.slide import Slide
-from mrseg.wsi.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask
+from mrseg.wsi.tissue import TissueMask, detect_tissue, tissue_mask
 
 PINK = np.array([220, 140, 190])
 PURPLE = np.array([130, 70, 160])
@@ -41,7 +43,7 @@ def test_real_slides_reasonable_fraction(
 ) -> None:
     # Checked by eye on overlays: CMU ~0.37 (a strip of skin), TCGA ~0.66 (a large tumour section).
     with Slide.open(shared_data / "slides" / name, mpp=mpp) as slide:
-        tm = tissue_mask(slide, mpp=8.0)
+        tm = tissue_mask(slide, TissueSettings(mpp=8.0))
         thumb = slide.thumbnail(8.0)
     assert tm.mask.shape == thumb.shape[:2]
     assert low < tm.fraction < high
@@ -53,7 +55,7 @@ def test_real_slides_reasonable_fraction(
 def test_known_disc_fraction(rgb_tiff: Callable[..., Path]) -> None:
     image, truth = he_disc(pen=True)
     with Slide.open(rgb_tiff(image, mpp=0.5)) as slide:
-        tm = tissue_mask(slide, mpp=2.0)  # 4x coarser: a 200 x 200 mask
+        tm = tissue_mask(slide, TissueSettings(mpp=2.0))  # 4x coarser: a 200 x 200 mask
     assert tm.mask.shape == (200, 200)
     assert tm.fraction == pytest.approx(truth, abs=0.02)
     assert not tm.mask[10:15, 12:188].any()  # the pen line is not tissue
@@ -69,7 +71,7 @@ def test_blank_slides_give_empty_mask_and_warning(
 ) -> None:
     image = np.full((300, 400, 3), value, dtype=np.uint8)
     with Slide.open(rgb_tiff(image, mpp=0.5)) as slide, caplog.at_level(logging.WARNING, logger="mrseg"):
-        tm = tissue_mask(slide, mpp=4.0)
+        tm = tissue_mask(slide, TissueSettings(mpp=4.0))
     assert not tm.mask.any() and tm.fraction == 0.0
     assert "no tissue found" in caplog.text
 
@@ -96,8 +98,8 @@ class StandIn:
 def test_queries_follow_the_read_grid() -> None:
     thumb = np.full((60, 100, 3), 255, dtype=np.uint8)
     thumb[20:40, 30:70] = PURPLE  # 10 level-0 px per mask pixel
-    params = TissueParams(min_object_um2=1.0, smooth_um=0.0)
-    tm = tissue_mask(StandIn(thumb), mpp=5.0, params=params)
+    params = TissueSettings(min_object_um2=1.0, smooth_um=0.0)
+    tm = tissue_mask(StandIn(thumb), dataclasses.replace(params, mpp=5.0))
     assert tm.scale == (10.0, 10.0)
     assert tm.mask.sum() == 20 * 40
     pts = np.array([[300.0, 200.0], [299.9, 200.0], [699.9, 399.9], [700.0, 350.0], [-5.0, 250.0], [350.0, 1e6]])
@@ -161,7 +163,7 @@ def test_synthetic_slide_tissue_covers_its_annotations(tmp_path: Path) -> None:
     row = manifest.read_text().splitlines()[1].split(",")
     root = manifest.parent
     with Slide.open(root / row[0]) as slide:
-        tm = tissue_mask(slide, mpp=4.0)
+        tm = tissue_mask(slide, TissueSettings(mpp=4.0))
         ann = load_annotations(root / row[1], slide_dimensions=slide.dimensions)
     assert 0.1 < tm.fraction < 0.95
     if not ann.labels:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from mrseg.cli import app
 from mrseg.core.errors import ConfigError, SlideError
 from mrseg.models.checkpoint import load_checkpoint
+from mrseg.models.inputs import to_tensor
 from mrseg.training.config import load_config
 from mrseg.training.loop import TrainingInterrupted, resume_config, train
 from mrseg.training.losses import SegmentationLoss, conv_weights, l2_penalty
@@ -106,7 +107,7 @@ def test_run_folder_and_checkpoint_contents(data: Path, tmp_path: Path) -> None:
     assert best.val_loss == pytest.approx(min(float(r["val_loss"]) for r in rows))
     assert best.epoch == result.best_epoch
     model = best.build_model()
-    x = cfg.model.input_spec().to_tensor(torch.zeros(1, 2, 16, 16, 3, dtype=torch.uint8))
+    x = to_tensor(torch.zeros(1, 2, 16, 16, 3, dtype=torch.uint8), cfg.model.input_spec())
     assert model(x).shape == (1, 1, 16, 16)
 
 
@@ -161,9 +162,9 @@ def test_early_stopping(data: Path, tmp_path: Path) -> None:
 def test_slide_failure_mid_run_stops_with_checkpoint(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mrseg.wsi.concentric
+    import mrseg.training.sampling
 
-    real = mrseg.wsi.concentric.read_concentric
+    real = mrseg.training.sampling.read_concentric
     calls = {"n": 0}
     per_epoch = 3 * 4 + 8  # steps * batch + validation samples
 
@@ -173,7 +174,7 @@ def test_slide_failure_mid_run_stops_with_checkpoint(
             raise OSError("TIFFReadTile: corrupt tile")
         return real(slide, center, spec)
 
-    monkeypatch.setattr(mrseg.wsi.concentric, "read_concentric", flaky)
+    monkeypatch.setattr(mrseg.training.sampling, "read_concentric", flaky)
     cfg = load_config(None, tiny_overrides(data))
     with pytest.raises(SlideError) as info:
         train(cfg, tmp_path / "f", device="cpu")
@@ -185,12 +186,12 @@ def test_slide_failure_mid_run_stops_with_checkpoint(
 def test_slide_failure_in_a_worker_is_one_clean_line(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mrseg.wsi.concentric
+    import mrseg.training.sampling
 
     def broken(slide, center, spec):  # type: ignore[no-untyped-def]
         raise OSError("TIFFReadTile: corrupt tile")
 
-    monkeypatch.setattr(mrseg.wsi.concentric, "read_concentric", broken)  # inherited by the forked worker
+    monkeypatch.setattr(mrseg.training.sampling, "read_concentric", broken)  # inherited by the forked worker
     cfg = load_config(None, tiny_overrides(data, **{"data.num_workers": 1}))
     with pytest.raises(SlideError) as info:
         train(cfg, tmp_path / "fw", device="cpu")

@@ -10,6 +10,7 @@ import typer
 
 from mrseg.cli.app import app
 from mrseg.core.errors import MrsegError
+from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP, TissueSettings
 
 
 @app.command("annotations")
@@ -96,7 +97,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @app.command("tissue")
 def tissue_command(
     slide: Path = typer.Argument(..., help="Slide file."),
-    tissue_mpp: float = typer.Option(8.0, "--tissue-mpp", help="Microns per pixel of the detection thumbnail."),
+    tissue_mpp: float = typer.Option(
+        DEFAULT_TISSUE_MPP, "--tissue-mpp", help="Microns per pixel of the detection thumbnail."
+    ),
     mpp: float | None = typer.Option(None, "--mpp", help="Level-0 mpp of the slide (overrides its metadata)."),
     out: Path | None = typer.Option(None, "--out", help="Write the mask (.png or .npz)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -108,7 +111,7 @@ def tissue_command(
     if not tissue_mpp > 0:
         raise MrsegError(f"--tissue-mpp must be positive, got {tissue_mpp}")
     with Slide.open(slide, mpp=mpp) as opened:
-        tm = tissue_mask(opened, mpp=tissue_mpp)
+        tm = tissue_mask(opened, TissueSettings(mpp=tissue_mpp))
     result: dict[str, Any] = {
         "slide": str(slide),
         "tissue_mpp": tissue_mpp,

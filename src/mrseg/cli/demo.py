@@ -34,7 +34,8 @@ def demo_command(
     evaluate, and write OUT/report.html (+ report.md, results.json, PNGs). Prints the metrics table."""
     from rich.console import Console
 
-    from mrseg.demo import default_settings, parse_overrides, quick_settings, run_demo
+    from mrseg.core.overrides import parse_overrides
+    from mrseg.demo import default_settings, quick_settings, run_demo
     from mrseg.demo.report import rich_table
 
     if workers is not None and workers < 0:

@@ -84,13 +84,14 @@ def patch_command(
     from PIL import Image
 
     from mrseg.core.atomic import atomic_path
-    from mrseg.wsi.concentric import ConcentricSpec, concentric_figure, read_concentric
+    from mrseg.core.input_spec import InputSpec
+    from mrseg.wsi.concentric import concentric_figure, read_concentric
     from mrseg.wsi.slide import Slide
 
     if ctx.args and mpps is None:
         raise ConfigError(f"unexpected arguments {ctx.args}")
     values = parse_numbers("--mpp", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
-    spec = ConcentricSpec(mpps=tuple(values), size_px=size)
+    spec = InputSpec(mpps=tuple(values), size_px=size)
     if not all(math.isfinite(c) for c in center):
         raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:

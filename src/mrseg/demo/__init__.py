@@ -19,7 +19,6 @@ from mrseg.demo.settings import (
     ModelSpec,
     SplitSize,
     default_settings,
-    parse_overrides,
     quick_settings,
 )
 
@@ -33,7 +32,6 @@ __all__ = [
     "StageCache",
     "StageRecord",
     "default_settings",
-    "parse_overrides",
     "quick_settings",
     "run_demo",
     "stage_key",

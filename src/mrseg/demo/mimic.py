@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from mrseg.core.encoding import ProbabilityEncoding
 from mrseg.core.errors import DataError
+from mrseg.core.prediction_record import PredictionRecord, read_prediction_record
 from mrseg.wsi.annotations.raster import fill_rings
+from mrseg.wsi.geometry import ReadGrid, sample_nearest
 
 log = logging.getLogger(__name__)
 
@@ -92,35 +95,18 @@ def _read_map(tif: Path) -> np.ndarray:
     values = np.asarray(tifffile.imread(tif, series=0, level=0))
     if values.ndim == 3:
         values = values[..., 0]
-    return values.astype(np.float32) / 255.0 if values.dtype == np.uint8 else values.astype(np.float32)
+    return ProbabilityEncoding.of(values.dtype).decode(values)
 
 
-def _sample(
-    prob: np.ndarray, map_px_l0: float, box_l0: tuple[float, float, float, float], size: tuple[int, int]
-) -> np.ndarray:
-    """Nearest-neighbour sample of a map (pixel = ``map_px_l0`` level-0 px) on a request grid ``(box, (w, h))``."""
-    x0, y0, x1, y1 = box_l0
-    w, h = size
-    xs = x0 + (np.arange(w) + 0.5) * (x1 - x0) / w
-    ys = y0 + (np.arange(h) + 0.5) * (y1 - y0) / h
-    cols = np.floor(xs / map_px_l0).astype(np.int64)
-    rows = np.floor(ys / map_px_l0).astype(np.int64)
-    out = np.zeros((h, w), np.float32)
-    ok_r = (rows >= 0) & (rows < prob.shape[0])
-    ok_c = (cols >= 0) & (cols < prob.shape[1])
-    out[np.ix_(ok_r, ok_c)] = prob[np.ix_(rows[ok_r], cols[ok_c])]
-    return out
+def _record(pred_dir: Path, stem: str) -> PredictionRecord:
+    """The prediction record ``<stem>.json`` of ``mrseg predict`` in ``pred_dir``."""
+    return read_prediction_record(pred_dir / f"{stem}.json")
 
 
-def _record(pred_dir: Path, stem: str) -> tuple[Path, float, float, tuple[int, int]]:
-    """(map TIFF, map mpp, slide mpp, slide dimensions) from ``<stem>.json`` of ``mrseg predict``."""
-    rec_path = pred_dir / f"{stem}.json"
-    try:
-        rec = json.loads(rec_path.read_text())
-        dims = (int(rec["slide"]["dimensions"][0]), int(rec["slide"]["dimensions"][1]))
-        return pred_dir / rec["outputs"]["map"], float(rec["map"]["mpp"]), float(rec["slide"]["mpp"]), dims
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DataError(f"{rec_path}: not a prediction record ({error})") from error
+def _sample(record: PredictionRecord, grid: ReadGrid) -> np.ndarray:
+    """A prediction's probability map (level 0 of its TIFF) sampled, nearest, on ``grid`` (0 outside)."""
+    values = _read_map(record.map_path)
+    return sample_nearest(values, ReadGrid.of_map(values.shape, record.map_pixel_l0), grid)
 
 
 def mimic_scores(
@@ -151,17 +137,13 @@ def mimic_scores(
     for stem, layout in layouts.items():
         lesions = load_lesions(layout)
         first = _record(Path(next(iter(preds.values()))), stem)
-        dims, slide_mpp = first[3], first[2]
-        w = max(1, round(dims[0] * slide_mpp / mpp))
-        h = max(1, round(dims[1] * slide_mpp / mpp))
-        box = (0.0, 0.0, float(dims[0]), float(dims[1]))
+        grid = ReadGrid.covering(first.slide_dimensions, first.slide_mpp, mpp)
         masks = {}
         for kind in KINDS:
             rings = [r for les in lesions if les.kind == kind for r in les.rings]
-            masks[kind] = fill_rings(rings, box, (w, h)).astype(bool) if rings else np.zeros((h, w), bool)
+            masks[kind] = fill_rings(rings, grid).astype(bool) if rings else np.zeros(grid.shape, bool)
         for model, folder in preds.items():
-            tif, map_mpp, s_mpp, _ = _record(Path(folder), stem)
-            prob = _sample(_read_map(tif), map_mpp / s_mpp, box, (w, h))
+            prob = _sample(_record(Path(folder), stem), grid)
             for kind in KINDS:
                 values = prob[masks[kind]]
                 acc = sums[model][kind]
@@ -207,7 +189,7 @@ def plot_mimic_crop(
     The crop is a square of level-0 pixels centred on the mimic's bounding box, extending ``margin_um``
     microns beyond it (enough to show the mantle ring), drawn at ``crop_mpp`` µm/px.
     """
-    from mrseg.evaluation.plots import pyplot, save_figure
+    from mrseg.core.figures import pyplot, save_figure
     from mrseg.wsi.annotations import load_annotations
     from mrseg.wsi.slide import Slide
 
@@ -220,17 +202,17 @@ def plot_mimic_crop(
         cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
         box = (cx - half, cy - half, cx + half, cy + half)
         side = max(16, round(2 * half * slide_mpp / crop_mpp))
+        grid = ReadGrid(box, (side, side))
         image = slide.read_box(box, (side, side))
         dims = (int(slide.dimensions[0]), int(slide.dimensions[1]))
     annotations = load_annotations(annotation_path, slide_dimensions=dims)
     try:
-        truth = annotations.rasterize(box, (side, side)) > 0
+        truth = annotations.rasterize(grid) > 0
     finally:
         annotations.close()
     maps = {}
     for name, folder in preds.items():
-        tif, map_mpp, s_mpp, _ = _record(Path(folder), stem)
-        maps[name] = _sample(_read_map(tif), map_mpp / s_mpp, box, (side, side))
+        maps[name] = _sample(_record(Path(folder), stem), grid)
     n = 2 + len(maps)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0), dpi=110, squeeze=False)
     axes = axes[0]
@@ -244,7 +226,7 @@ def plot_mimic_crop(
     image_handle = None
     for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):
         image_handle = ax.imshow(prob, cmap="jet", vmin=0, vmax=1, interpolation="nearest")
-        inside = prob[fill_rings(lesion.rings, box, (side, side)).astype(bool)]
+        inside = prob[fill_rings(lesion.rings, grid).astype(bool)]
         ax.set_title(f"{name}\nmean p in mimic {float(inside.mean()) if inside.size else math.nan:.2f}", fontsize=9)
     for ax in axes:
         ax.set_xticks([])

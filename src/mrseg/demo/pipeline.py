@@ -57,7 +57,7 @@ class DemoResult:
 
 
 def _device(spec: str) -> str:
-    from mrseg.training.distributed import resolve_device
+    from mrseg.core.device import resolve_device
 
     return str(resolve_device(spec))
 

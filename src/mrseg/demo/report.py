@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.core.atomic import atomic_write_text
-from mrseg.evaluation.plots import pyplot, save_figure
+from mrseg.core.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 

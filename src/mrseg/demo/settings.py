@@ -142,29 +142,3 @@ def quick_settings(**changes: Any) -> DemoSettings:
         preset="quick",
     )
     return replace(base, **changes)
-
-
-def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.epochs=40", ...]`` -> ``{"train.epochs": 40}`` (values parsed as YAML).
-
-    The keys are checked when the recipe is resolved (:func:`mrseg.training.config.update_config` names a bad key).
-
-    Raises
-    ------
-    ConfigError
-        An item is not ``key=value`` or its value is not valid YAML.
-    """
-    import yaml
-
-    from mrseg.core.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=40")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML: {error}") from None
-    return out

@@ -27,8 +27,14 @@ from typing import Any
 import numpy as np
 
 from mrseg.core.atomic import atomic_write_text
+from mrseg.core.encoding import ProbabilityEncoding
 from mrseg.core.errors import DataError
+from mrseg.core.prediction_record import PredictionRecord, find_prediction_records
+from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP, TissueSettings
 from mrseg.evaluation.metrics import DEFAULT_BINS, BinaryHistogram
+from mrseg.wsi import geometry as geo
+from mrseg.wsi import manifest
+from mrseg.wsi.geometry import ReadGrid
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +53,13 @@ class TruthEntry:
     slide: Path | None = None
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One model's output for one slide (from ``<stem>.json`` written by ``mrseg predict``)."""
-
-    stem: str
-    tiff: Path
-    slide_path: Path
-    slide_dimensions: tuple[int, int]
-    slide_mpp: float
-    map_mpp: float
-
-
 def read_manifest(path: Path) -> dict[str, TruthEntry]:
-    """Truth entries from a manifest CSV (columns ``slide`` and ``annotation`` and/or ``mask``, relative paths)."""
-    try:
-        rows = list(csv.DictReader(io.StringIO(path.read_text())))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{path}: cannot read manifest: {error}") from error
-    if not rows or "slide" not in rows[0]:
-        raise DataError(f"{path}: manifest needs a 'slide' column and at least one row")
+    """Truth entries of a manifest (:func:`mrseg.wsi.manifest.read_manifest`); each slide needs an annotation/mask."""
     out: dict[str, TruthEntry] = {}
-    for i, row in enumerate(rows, start=2):
-        slide = path.parent / row["slide"]
-        truth_name = (row.get("annotation") or "").strip() or (row.get("mask") or "").strip()
-        if not truth_name:
-            raise DataError(f"{path}, line {i}: slide {row['slide']} has neither annotation nor mask")
-        out[slide.stem] = TruthEntry(slide.stem, path.parent / truth_name, slide)
+    for record in manifest.read_manifest(path):
+        if record.annotation is None:
+            raise DataError(f"{path}: slide {record.slide.name} has neither annotation nor mask")
+        out[record.name] = TruthEntry(record.name, record.annotation, record.slide)
     return out
 
 
@@ -103,32 +89,9 @@ def find_truth(truth: str | os.PathLike[str]) -> dict[str, TruthEntry]:
     return out
 
 
-def find_predictions(pred_dir: str | os.PathLike[str]) -> dict[str, Prediction]:
-    """Finished predictions in a ``mrseg predict`` output folder (slides whose JSON record and TIFF exist)."""
-    folder = Path(pred_dir)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: prediction folder not found")
-    out: dict[str, Prediction] = {}
-    for record_path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(record_path.read_text())
-            tiff = folder / record["outputs"]["map"]
-            item = Prediction(
-                stem=record_path.stem,
-                tiff=tiff,
-                slide_path=Path(record["slide"]["path"]),
-                slide_dimensions=(int(record["slide"]["dimensions"][0]), int(record["slide"]["dimensions"][1])),
-                slide_mpp=float(record["slide"]["mpp"]),
-                map_mpp=float(record["map"]["mpp"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            log.debug("%s: not a prediction record, ignored", record_path)
-            continue
-        if tiff.is_file():
-            out[item.stem] = item
-    if not out:
-        raise DataError(f"{folder}: no finished predictions (<stem>.json + <stem>.tif from mrseg predict)")
-    return out
+def find_predictions(pred_dir: str | os.PathLike[str]) -> dict[str, PredictionRecord]:
+    """Finished predictions in a ``mrseg predict`` output folder (see :func:`find_prediction_records`)."""
+    return find_prediction_records(pred_dir)
 
 
 def check_slide_sets(truth: Mapping[str, Any], preds: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -152,51 +115,49 @@ def check_slide_sets(truth: Mapping[str, Any], preds: Mapping[str, Mapping[str, 
 
 
 class MapReader:
-    """Nearest-neighbour sampling of a probability TIFF onto an evaluation grid, strip by strip."""
+    """Nearest-neighbour sampling of a probability TIFF onto an evaluation grid, strip by strip.
 
-    def __init__(self, path: Path, map_mpp: float, target_mpp: float) -> None:
+    Reads the coarsest pyramid level of the TIFF that is still at least as fine as ``target_mpp``;
+    level ``k`` of a map whose pixels cover ``d`` level-0 pixels covers ``d * 2**k`` (the pyramid's
+    integer factor, :func:`mrseg.wsi.geometry.snap_downsample`).
+    """
+
+    def __init__(self, record: PredictionRecord, target_mpp: float) -> None:
         import tifffile
         import zarr
 
-        self.path = path
-        self._tif = tifffile.TiffFile(path)
+        self.path = record.map_path
+        self._tif = tifffile.TiffFile(self.path)
         series = self._tif.series[0]
         levels = series.levels
-        full_h = levels[0].shape[0]
-        choice = 0
+        full = (int(levels[0].shape[1]), int(levels[0].shape[0]))
+        choice, factor = 0, 1.0
         for k, level in enumerate(levels):
-            if map_mpp * full_h / level.shape[0] <= target_mpp * (1 + 1e-6):
-                choice = k
+            dims = (int(level.shape[1]), int(level.shape[0]))
+            f = geo.snap_downsample(full, dims, full[0] / dims[0])
+            if record.map_mpp * f <= target_mpp * (1 + 1e-6):
+                choice, factor = k, f
         array: Any = zarr.open(self._tif.aszarr(series=0, level=choice), mode="r")
         self.array = array
-        self.dtype = np.dtype(self.array.dtype)
+        self.grid = ReadGrid.of_map(array.shape[:2], record.map_pixel_l0 * factor)
+        self.encoding = (
+            record.encoding if record.encoding.numpy_dtype == array.dtype else ProbabilityEncoding.of(array.dtype)
+        )
+        self.dtype = self.encoding.numpy_dtype
 
-    def rows(self, out_shape: tuple[int, int], v0: int, v1: int) -> np.ndarray:
-        """Rows ``v0:v1`` of the map sampled on a ``(h, w)`` grid covering the same area (raw values)."""
-        H, W = self.array.shape[:2]
-        h, w = out_shape
-        rows = np.minimum(((np.arange(v0, v1) + 0.5) * H / h).astype(np.int64), H - 1)
-        cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
-        strip = np.asarray(self.array[int(rows[0]) : int(rows[-1]) + 1])
-        if strip.ndim == 3:
-            strip = strip[..., 0]
-        return strip[rows - rows[0]][:, cols]
+    def sample(self, grid: ReadGrid) -> np.ndarray:
+        """The map's stored values on ``grid`` (0 where the grid lies outside the map)."""
+        values = geo.sample_nearest(self.array, self.grid, grid)
+        return values[..., 0] if values.ndim == 3 else values
 
     def to_probability(self, values: np.ndarray) -> np.ndarray:
-        if self.dtype == np.uint8:
-            return values.astype(np.float32) / 255.0
-        return values.astype(np.float32)
+        return self.encoding.decode(values)
 
     def close(self) -> None:
         self._tif.close()
 
 
-def _grid(dimensions: tuple[int, int], slide_mpp: float, mpp: float) -> tuple[int, int]:
-    w0, h0 = dimensions
-    return max(1, round(h0 * slide_mpp / mpp)), max(1, round(w0 * slide_mpp / mpp))
-
-
-def _tissue(entry: TruthEntry, pred: Prediction, tissue_mpp: float) -> Any:
+def _tissue(entry: TruthEntry, pred: PredictionRecord, tissue_mpp: float) -> Any:
     from mrseg.wsi.slide import Slide
     from mrseg.wsi.tissue import tissue_mask
 
@@ -207,7 +168,7 @@ def _tissue(entry: TruthEntry, pred: Prediction, tissue_mpp: float) -> Any:
             "(give a manifest with slide paths, or use --within slide)"
         )
     with Slide.open(slide_path, mpp=pred.slide_mpp) as slide:
-        return tissue_mask(slide, mpp=tissue_mpp)
+        return tissue_mask(slide, TissueSettings(mpp=tissue_mpp))
 
 
 def evaluate(
@@ -218,7 +179,7 @@ def evaluate(
     mpp: float = 2.0,
     within: str = "tissue",
     bins: int = DEFAULT_BINS,
-    tissue_mpp: float = 8.0,
+    tissue_mpp: float = DEFAULT_TISSUE_MPP,
     panels: Sequence[str] | None = None,
     panel_max_side: int = 768,
 ) -> dict[str, Any]:
@@ -277,30 +238,26 @@ def evaluate(
                 raise DataError(
                     f"{stem}: models disagree on the slide size ({first.slide_dimensions} vs {other.slide_dimensions})"
                 )
-        dims, slide_mpp = first.slide_dimensions, first.slide_mpp
-        h, w = _grid(dims, slide_mpp, mpp)
+        dims = first.slide_dimensions
+        grid = ReadGrid.covering(dims, first.slide_mpp, mpp)
         annotations = load_annotations(entry.truth, slide_dimensions=dims)
         tissue = _tissue(entry, first, tissue_mpp) if within == "tissue" else None
-        readers = {
-            name: MapReader(predictions[name][stem].tiff, predictions[name][stem].map_mpp, mpp) for name in preds
-        }
+        readers = {name: MapReader(predictions[name][stem], mpp) for name in preds}
         hists = {name: BinaryHistogram(bins) for name in preds}
-        step = max(1, STRIP_PIXELS // w)
-        sy = dims[1] / h
+        step = max(1, STRIP_PIXELS // grid.width)
         try:
-            for v0 in range(0, h, step):
-                v1 = min(h, v0 + step)
-                box = (0.0, v0 * sy, float(dims[0]), v1 * sy)
-                labels = annotations.rasterize(box, (w, v1 - v0)) > 0
-                valid = tissue.rasterize(box, (w, v1 - v0)) if tissue is not None else None
+            for v0 in range(0, grid.height, step):
+                strip = grid.rows(v0, min(grid.height, v0 + step))
+                labels = annotations.rasterize(strip) > 0
+                valid = tissue.rasterize(strip) if tissue is not None else None
                 for name, reader in readers.items():
-                    values = reader.rows((h, w), v0, v1)
+                    values = reader.sample(strip)
                     if reader.dtype == np.uint8:
                         hists[name].update_uint8(values, labels, valid)
                     else:
                         hists[name].update(reader.to_probability(values), labels, valid)
             if stem in panel_stems:
-                _panel(out_dir, stem, entry, first, annotations, readers, (h, w), panel_max_side, plot_panel)
+                _panel(out_dir, stem, entry, first, annotations, readers, panel_max_side, plot_panel)
         finally:
             for reader in readers.values():
                 reader.close()
@@ -333,10 +290,9 @@ def _panel(
     out_dir: Path,
     stem: str,
     entry: TruthEntry,
-    pred: Prediction,
+    pred: PredictionRecord,
     annotations: Any,
     readers: Mapping[str, MapReader],
-    grid: tuple[int, int],
     max_side: int,
     plot_panel: Any,
 ) -> None:
@@ -345,7 +301,7 @@ def _panel(
     w0, h0 = pred.slide_dimensions
     scale = max(w0, h0) * pred.slide_mpp / max_side
     panel_mpp = max(pred.slide_mpp, scale)
-    ph, pw = _grid(pred.slide_dimensions, pred.slide_mpp, panel_mpp)
+    ph, pw = ReadGrid.covering(pred.slide_dimensions, pred.slide_mpp, panel_mpp).shape
     slide_path = entry.slide if entry.slide is not None else pred.slide_path
     if slide_path.is_file():
         with Slide.open(slide_path, mpp=pred.slide_mpp) as slide:
@@ -354,8 +310,9 @@ def _panel(
         log.warning("%s: slide not found at %s; panel without H&E", stem, slide_path)
         thumb = np.full((ph, pw, 3), 255, np.uint8)
     ph, pw = thumb.shape[:2]
-    truth = annotations.rasterize((0.0, 0.0, float(w0), float(h0)), (pw, ph))
-    maps = {name: r.to_probability(r.rows((ph, pw), 0, ph)) for name, r in readers.items()}
+    grid = ReadGrid((0.0, 0.0, float(w0), float(h0)), (pw, ph))
+    truth = annotations.rasterize(grid)
+    maps = {name: r.to_probability(r.sample(grid)) for name, r in readers.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_panel(out_dir / f"panel_{stem}.png", thumb, truth, maps, title=stem)
 

@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mrseg import __version__
 from mrseg.core.errors import ConfigError, MrsegError
 from mrseg.inference.predict import ModelFn, PredictSettings, ProgressCallback, predict_slide, prepare_model
@@ -115,7 +113,7 @@ def run_slide(
         t0 = time.perf_counter()
         with Slide.open(slide_path, backend=backend, mpp=settings.mpp) as slide:
             thumb = slide.thumbnail(out.thumbnail_mpp(pred.slide_dimensions, pred.slide_mpp))
-        out.overlay_from_map(scratch / names["overlay"], thumb, pmap)
+        out.overlay_from_map(scratch / names["overlay"], thumb, pmap, pred.slide_dimensions, pred.slide_mpp)
         pred.timings["write_overlay_s"] = time.perf_counter() - t0
         n_polygons = None
         if settings.geojson:
@@ -151,7 +149,7 @@ def run_slide(
                 "mpp": pmap.mpp,
                 "shape": list(pmap.shape),
                 "dtype": str(pmap.dtype),
-                "scale": 255 if pmap.dtype == np.uint8 else 1,
+                "scale": pmap.encoding.scale,
                 "content": "probability of the foreground (sigmoid of 1 logit, or 1 - softmax background)",
                 "channels": len(pmap.channels),
             },

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 import zarr
 
+from mrseg.core.encoding import ProbabilityEncoding
+
 log = logging.getLogger(__name__)
 
 #: Smallest blending weight: tiles never weigh exactly zero, so a pixel covered by a single tile
@@ -76,23 +78,26 @@ class Merger(Protocol):
 class ProbabilityMap:
     """The merged map: one on-disk ``(H, W)`` array per channel, at ``mpp`` microns per pixel.
 
-    ``channels[k]`` is ``uint8`` (probability x 255, rounded) or ``float16`` (probability in [0, 1]).
+    ``channels[k]`` holds values in ``encoding`` (:class:`~mrseg.core.encoding.ProbabilityEncoding`).
     The arrays are zarr arrays: slice them (``channels[0][y0:y1]``) to read numpy strips.
     """
 
     channels: list[Any]
     mpp: float
-    dtype: np.dtype
+    encoding: ProbabilityEncoding
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(int(s) for s in self.channels[0].shape)  # type: ignore[return-value]
 
+    @property
+    def dtype(self) -> np.dtype:
+        """numpy dtype of the stored values."""
+        return self.encoding.numpy_dtype
+
     def to_probability(self, values: np.ndarray) -> np.ndarray:
         """Convert stored values to float32 probabilities in [0, 1]."""
-        if self.dtype == np.uint8:
-            return values.astype(np.float32) / 255.0
-        return values.astype(np.float32)
+        return self.encoding.decode(values)
 
 
 class OnDiskMerger:
@@ -113,7 +118,7 @@ class OnDiskMerger:
     chunk
         Edge of the on-disk chunks in map pixels.
     out_dtype
-        ``uint8`` (default, probability x 255) or ``float16``.
+        Encoding of the stored probabilities: ``uint8`` (default, probability x 255) or ``float16``.
 
     Notes
     -----
@@ -143,9 +148,7 @@ class OnDiskMerger:
         self.mpp = float(mpp)
         self.ramp = Ramp(ramp)
         self.chunk = int(chunk)
-        self.out_dtype = np.dtype(out_dtype)
-        if self.out_dtype not in (np.dtype(np.uint8), np.dtype(np.float16)):
-            raise ValueError(f"out_dtype must be uint8 or float16, got {self.out_dtype}")
+        self.encoding = ProbabilityEncoding.of(out_dtype)
         # Channel 0..C-1: weighted probability sums; channel C: sum of weights.
         self._acc = zarr.create_array(
             store=str(self.workdir / "accumulator.zarr"),
@@ -220,7 +223,7 @@ class OnDiskMerger:
                     store=str(self.workdir / f"channel{k}.zarr"),
                     shape=(self.height, self.width),
                     chunks=(self.chunk, self.chunk),
-                    dtype=self.out_dtype,
+                    dtype=self.encoding.numpy_dtype,
                     fill_value=0,
                     overwrite=True,
                 )
@@ -235,14 +238,10 @@ class OnDiskMerger:
                     continue  # leave the fill value; nothing is written for empty blocks
                 safe = np.where(covered, weights, 1.0)
                 for k in range(self.channels):
-                    prob = np.clip(np.where(covered, block[k] / safe, 0.0), 0.0, 1.0)
-                    if self.out_dtype == np.uint8:
-                        values = np.rint(prob * 255.0).astype(np.uint8)
-                    else:
-                        values = prob.astype(np.float16)
-                    out[k][y : y + self.chunk, x : x + step_x] = values
+                    prob = np.where(covered, block[k] / safe, 0.0)
+                    out[k][y : y + self.chunk, x : x + step_x] = self.encoding.encode(prob)
         shutil.rmtree(self.workdir / "accumulator.zarr", ignore_errors=True)
-        return ProbabilityMap(channels=out, mpp=self.mpp, dtype=self.out_dtype)
+        return ProbabilityMap(channels=out, mpp=self.mpp, encoding=self.encoding)
 
     def cleanup(self) -> None:
         """Remove the scratch folder."""

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from mrseg.core.atomic import atomic_path, atomic_write_text
+from mrseg.core.encoding import ProbabilityEncoding
 from mrseg.inference.merger import ProbabilityMap
+from mrseg.wsi.geometry import ReadGrid, sample_nearest
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,7 @@ class _Summed:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         total = sum(self._pmap.to_probability(np.asarray(c[key])) for c in self._pmap.channels)
-        prob = np.clip(np.asarray(total, dtype=np.float32), 0.0, 1.0)
-        if self.dtype == np.uint8:
-            return np.rint(prob * 255).astype(np.uint8)
-        return prob.astype(np.float16)
+        return self._pmap.encoding.encode(np.asarray(total, dtype=np.float32))
 
 
 def foreground(pmap: ProbabilityMap) -> Any:
@@ -64,35 +63,8 @@ def write_probability_tiff(path: str | os.PathLike[str], level0: Any, mpp: float
         tile=256,
         compression="zlib",
         downsample="mean",
-        description="mrseg probability map (uint8: probability x 255)"
-        if np.dtype(level0.dtype) == np.uint8
-        else "mrseg probability map (float16 probability)",
+        description=ProbabilityEncoding.of(level0.dtype).description,
     )
-
-
-def sample_map(level0: Any, out_shape: tuple[int, int], to_probability: Any = None) -> np.ndarray:
-    """Nearest-neighbour sample an on-disk ``(H, W)`` map onto a coarser ``(h, w)`` grid covering the same area.
-
-    Output pixel ``(v, u)`` takes map pixel ``(floor((v + 0.5) * H / h), floor((u + 0.5) * W / w))``.
-    Reads strip by strip; returns float32 probabilities if ``to_probability`` is given, else raw values.
-    """
-    H, W = (int(s) for s in level0.shape[:2])
-    h, w = out_shape
-    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
-    out = np.zeros((h, w), dtype=np.float32 if to_probability else np.dtype(level0.dtype))
-    step = max(1, int(2**24 // max(W, 1)))  # ~16 M pixels per read
-    v = 0
-    while v < h:
-        r0 = int(rows[v])
-        v_end = int(np.searchsorted(rows, r0 + step, side="left"))
-        v_end = max(v_end, v + 1)
-        r1 = int(rows[v_end - 1]) + 1
-        strip = np.asarray(level0[r0:r1])
-        block = strip[rows[v:v_end] - r0][:, cols]
-        out[v:v_end] = to_probability(block) if to_probability else block
-        v = v_end
-    return out
 
 
 def _fit(shape_hw: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -209,19 +181,25 @@ def write_geojson(
 
     Returns the path and the number of polygons.
     """
-    H, W = (int(s) for s in level0.shape[:2])
-    h, w = _fit((H, W), max_side)
-    prob = sample_map(level0, (h, w), to_probability)
-    pixel_l0 = (W / w) * map_mpp / slide_mpp  # level-0 pixels per mask pixel
+    map_grid = ReadGrid.of_map(level0.shape[:2], map_mpp / slide_mpp)
+    h, w = _fit(map_grid.shape, max_side)
+    mask_grid = ReadGrid(map_grid.box_l0, (w, h))
+    prob = to_probability(sample_nearest(level0, map_grid, mask_grid))
+    pixel_l0 = mask_grid.scale[0]  # level-0 pixels per mask pixel
     polygons = mask_polygons(prob >= threshold, pixel_l0)
     collection = geojson_features(polygons, simplify=pixel_l0 * 0.5)
     atomic_write_text(path, json.dumps(collection))
     return Path(path), len(collection["features"])
 
 
-def overlay_from_map(path: str | os.PathLike[str], thumbnail: np.ndarray, pmap: ProbabilityMap) -> Path:
-    """Write the overlay PNG of the foreground probability over ``thumbnail``."""
-    prob = sample_map(foreground(pmap), thumbnail.shape[:2], pmap.to_probability)
+def overlay_from_map(
+    path: str | os.PathLike[str], thumbnail: np.ndarray, pmap: ProbabilityMap, slide_dimensions: Any, slide_mpp: float
+) -> Path:
+    """Write the overlay PNG of the foreground probability over ``thumbnail`` (the whole slide)."""
+    w0, h0 = slide_dimensions
+    thumb_grid = ReadGrid((0.0, 0.0, float(w0), float(h0)), (thumbnail.shape[1], thumbnail.shape[0]))
+    fg = foreground(pmap)
+    prob = pmap.to_probability(sample_nearest(fg, ReadGrid.of_map(pmap.shape, pmap.mpp / slide_mpp), thumb_grid))
     return write_overlay(path, thumbnail, prob)
 
 

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from mrseg.core.errors import ConfigError, MrsegError, SlideError
+from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP, TissueSettings
 from mrseg.inference.merger import OnDiskMerger, ProbabilityMap, Ramp
 from mrseg.models.checkpoint import Checkpoint
+from mrseg.models.inputs import to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class PredictSettings:
     batch_size: int = 16
     overlap: float = 0.25
     tissue_mask: bool = True
-    tissue_mpp: float = 8.0
+    tissue_mpp: float = DEFAULT_TISSUE_MPP
     mpp: float | None = None
     out_mpp: float | None = None
     ramp: str = Ramp.LINEAR.value
@@ -368,7 +370,6 @@ def predict_slide(
     SlideError
         Slide coarser than the model, or a region cannot be read (the message names the location).
     """
-    from mrseg.wsi.concentric import ConcentricSpec
     from mrseg.wsi.slide import Slide
 
     slide_path = Path(slide_path)
@@ -384,7 +385,7 @@ def predict_slide(
         if settings.tissue_mask:
             from mrseg.wsi.tissue import tissue_mask
 
-            tm = tissue_mask(slide, mpp=settings.tissue_mpp)
+            tm = tissue_mask(slide, TissueSettings(mpp=settings.tissue_mpp))
             tissue_fraction = float(tm.fraction)
 
             def keep(boxes: np.ndarray) -> np.ndarray:
@@ -413,10 +414,9 @@ def predict_slide(
         log.warning("%s: no tissue found; writing an empty probability map", slide_path)
         if progress is not None:
             progress(0, 0)
-    spec = ConcentricSpec(spec_in.mpps, spec_in.size_px)
     device = torch.device(settings.device)
     out_tile = max(1, round(spec_in.size_px * scale))
-    read, close, pixels_read = _reader(slide_path, spec, tiling, settings.mpp, backend)
+    read, close, pixels_read = _reader(slide_path, spec_in, tiling, settings.mpp, backend)
     t_model = 0.0
     done = 0
     t1 = time.perf_counter()
@@ -430,7 +430,7 @@ def predict_slide(
             for index, patches in _prefetch(pool, read, tiling.chunks(), settings.prefetch):
                 for start in range(0, len(index), settings.batch_size):
                     sel = index[start : start + settings.batch_size]
-                    x = spec_in.to_tensor(patches[start : start + settings.batch_size])
+                    x = to_tensor(patches[start : start + settings.batch_size], spec_in)
                     tm0 = time.perf_counter()
                     with torch.inference_mode():
                         prob = probabilities(model(x.to(device, non_blocking=True)))

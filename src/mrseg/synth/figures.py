@@ -53,8 +53,9 @@ def make_figures(img_dir: Path, *, seed: int = 0, size_px: int = 4096) -> list[P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mrseg.core.input_spec import InputSpec
     from mrseg.synth.writer import generate
-    from mrseg.wsi.concentric import ConcentricSpec, read_concentric
+    from mrseg.wsi.concentric import read_concentric
     from mrseg.wsi.slide import Slide
 
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def make_figures(img_dir: Path, *, seed: int = 0, size_px: int = 4096) -> list[P
             _shrink(path)
             written.append(path)
 
-            spec = ConcentricSpec(MPPS, PATCH)
+            spec = InputSpec(MPPS, PATCH)
             # lesions of typical size (radius ~80 um): the ring is inside the 4-mpp field of view
             lumens = kinds.get("lumen", [])
 

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import DEFAULT_MEAN, DEFAULT_STD, InputSpec
+from mrseg.core.overrides import parse_overrides
+from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP
 
 #: Slides of the CAMELYON16 training set whose lesion annotations are not exhaustive (official README).
 CAMELYON16_NON_EXHAUSTIVE: tuple[str, ...] = tuple(
@@ -84,7 +86,7 @@ class DataConfig(_Section):
     split: Literal["auto", "manifest", "random"] = "auto"
     split_seed: int = 0
     backend: Literal["auto", "openslide", "tiffslide"] = "auto"
-    tissue_mpp: float = Field(default=8.0, gt=0, description="mpp of the tissue mask used for sampling")
+    tissue_mpp: float = Field(default=DEFAULT_TISSUE_MPP, gt=0, description="mpp of the tissue mask used for sampling")
     num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes per training process")
     prefetch_factor: int = Field(default=4, ge=1)
 
@@ -251,16 +253,7 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
     ConfigError
         Malformed override, unknown key, or a value of the wrong type (the key is named).
     """
-    values: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=2")
-        try:
-            values[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {error}") from None
+    values = parse_overrides(overrides, option="override")
     return update_config(config, values)
 
 

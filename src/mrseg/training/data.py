@@ -1,69 +1,24 @@
-"""Training data sets: find the slides, validate every file up front, split by slide.
+"""Training data sets: validate every file up front, split by slide.
 
-Three sources are accepted (:func:`discover`):
-
-* a **manifest**, CSV or YAML, with columns/keys ``slide`` (required), ``annotation`` (ASAP XML or
-  GeoJSON), ``mask`` (label-mask image), ``tissue`` (tissue-mask image), ``split``
-  (``train``/``val``/``test``) and ``mpp`` (override for slides without metadata); relative paths
-  are relative to the manifest;
-* a **CAMELYON16-style folder**: ``training/{normal,tumor}/*.tif`` (or ``normal/``, ``tumor/`` at the
-  top) and ``lesion_annotations/*.xml`` beside them (or at the top);
-* a folder written by ``mrseg synth`` (it has a ``manifest.csv``).
-
-:func:`prepare` opens every slide and annotation, computes tissue masks and reports *all* problems
-in one :class:`~mrseg.core.errors.DataError` before any training starts.
+The slides come from :func:`mrseg.wsi.manifest.discover` (a manifest, a CAMELYON16 folder or a
+``mrseg synth`` folder). :func:`prepare` opens every slide and annotation, computes tissue masks and
+reports *all* problems in one :class:`~mrseg.core.errors.DataError` before any training starts.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
 from mrseg.core.errors import DataError, MrsegError
+from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP, TissueSettings
+from mrseg.wsi.manifest import SlideRecord
 
 log = logging.getLogger(__name__)
-
-_TRAIN = {"train", "training"}
-_VAL = {"val", "valid", "validation"}
-_TEST = {"test", "testing", "holdout"}
-_SLIDE_SUFFIXES = {".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"}
-
-
-@dataclass(frozen=True)
-class SlideRecord:
-    """One line of a data set (paths absolute).
-
-    Attributes
-    ----------
-    slide
-        The whole-slide image.
-    annotation
-        Vector annotations or a label-mask image (None: the slide is all background).
-    tissue
-        Optional tissue-mask image covering the whole slide (non-zero = tissue).
-    split
-        ``"train"``, ``"val"``, ``"test"`` or None (decided by :func:`split_records`).
-    mpp
-        Level-0 microns per pixel override (None: from the slide's metadata).
-    """
-
-    slide: Path
-    annotation: Path | None = None
-    tissue: Path | None = None
-    split: str | None = None
-    mpp: float | None = None
-
-    @property
-    def name(self) -> str:
-        return self.slide.stem
 
 
 @dataclass
@@ -96,102 +51,6 @@ class PreparedSlide:
     @property
     def name(self) -> str:
         return self.record.name
-
-
-def discover(path: str | os.PathLike[str]) -> list[SlideRecord]:
-    """Read a manifest, a synth folder or a CAMELYON16-style folder into records.
-
-    Raises
-    ------
-    DataError
-        Nothing usable at ``path`` (the message says what was expected).
-    """
-    path = Path(path)
-    if path.is_file():
-        return read_manifest(path)
-    if not path.is_dir():
-        raise DataError(f"{path}: no such manifest or data folder")
-    for name in ("manifest.csv", "manifest.yaml", "manifest.yml"):
-        if (path / name).is_file():
-            return read_manifest(path / name)
-    return scan_camelyon16(path)
-
-
-def read_manifest(path: str | os.PathLike[str]) -> list[SlideRecord]:
-    """Read a CSV (header row) or YAML (list of mappings, or ``{slides: [...]}``) manifest."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            loaded = yaml.safe_load(path.read_text())
-            rows = loaded.get("slides") if isinstance(loaded, dict) else loaded
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise DataError(f"{path}: expected a list of mappings (or a `slides:` list) with a `slide` key")
-        else:
-            with path.open(newline="") as fh:
-                rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, csv.Error) as error:
-        raise DataError(f"{path}: cannot read manifest: {error}") from error
-    base = path.parent
-    records: list[SlideRecord] = []
-    problems: list[str] = []
-    first_row = 2 if path.suffix.lower() == ".csv" else 1
-    for i, row in enumerate(rows, start=first_row):
-        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
-        unknown = set(row) - {"slide", "annotation", "mask", "tissue", "split", "mpp", "name", "label"}
-        if unknown and i == first_row:
-            log.warning("%s: ignoring unknown column(s) %s", path, sorted(unknown))
-        slide = _path_or_none(row.get("slide"), base)
-        if slide is None:
-            problems.append(f"row {i}: no `slide` path")
-            continue
-        annotation = _path_or_none(row.get("annotation"), base) or _path_or_none(row.get("mask"), base)
-        split = _clean(row.get("split"))
-        split_norm = _normalise_split(split)
-        if split is not None and split_norm is None:
-            problems.append(f"row {i}: split {split!r} is not train/val/test")
-        mpp_raw = _clean(row.get("mpp"))
-        mpp: float | None = None
-        if mpp_raw is not None:
-            try:
-                mpp = float(mpp_raw)
-            except ValueError:
-                problems.append(f"row {i}: mpp {mpp_raw!r} is not a number")
-        records.append(SlideRecord(slide, annotation, _path_or_none(row.get("tissue"), base), split_norm, mpp))
-    if problems:
-        raise DataError(f"{path}: bad manifest: " + "; ".join(problems))
-    if not records:
-        raise DataError(f"{path}: manifest lists no slides")
-    return records
-
-
-def scan_camelyon16(folder: str | os.PathLike[str]) -> list[SlideRecord]:
-    """Records of a CAMELYON16 training folder (``normal/``, ``tumor/``, ``lesion_annotations/``).
-
-    Tumour slides need an annotation ``<name>.xml``; missing ones are reported by :func:`prepare`.
-    """
-    folder = Path(folder)
-    root = folder / "training" if (folder / "training").is_dir() else folder
-    ann_dirs = [d for d in (root / "lesion_annotations", folder / "lesion_annotations") if d.is_dir()]
-    records: list[SlideRecord] = []
-    for kind in ("normal", "tumor"):
-        sub = root / kind
-        if not sub.is_dir():
-            continue
-        for slide in sorted(p for p in sub.iterdir() if p.suffix.lower() in _SLIDE_SUFFIXES):
-            annotation = None
-            for d in ann_dirs:
-                if (d / f"{slide.stem}.xml").is_file():
-                    annotation = d / f"{slide.stem}.xml"
-                    break
-            if kind == "tumor" and annotation is None:
-                annotation = (ann_dirs[0] if ann_dirs else root / "lesion_annotations") / f"{slide.stem}.xml"
-            records.append(SlideRecord(slide.resolve(), annotation.resolve() if annotation else None))
-    if not records:
-        raise DataError(
-            f"{folder}: not a data set: expected a manifest (CSV/YAML), a folder with manifest.csv "
-            "(mrseg synth), or a CAMELYON16 folder with training/normal/*.tif and training/tumor/*.tif"
-        )
-    return records
 
 
 def exclude_records(records: Sequence[SlideRecord], names: Sequence[str]) -> list[SlideRecord]:
@@ -253,7 +112,11 @@ def split_records(
 
 
 def prepare(
-    records: Sequence[SlideRecord], *, tissue_mpp: float = 8.0, backend: str = "auto", min_mpp: float | None = None
+    records: Sequence[SlideRecord],
+    *,
+    tissue_mpp: float = DEFAULT_TISSUE_MPP,
+    backend: str = "auto",
+    min_mpp: float | None = None,
 ) -> list[PreparedSlide]:
     """Open and check every slide and annotation; compute the tissue masks for sampling.
 
@@ -298,7 +161,7 @@ def prepare(
                 if rec.tissue is not None:
                     tissue = _load_tissue_image(rec.tissue)
                 else:
-                    tissue = np.asarray(tissue_mask(slide, mpp=tissue_mpp).mask, dtype=bool)
+                    tissue = np.asarray(tissue_mask(slide, TissueSettings(mpp=tissue_mpp)).mask, dtype=bool)
         except (MrsegError, OSError, ValueError) as error:
             problems.append(f"{rec.slide}: {error}")
             continue
@@ -333,31 +196,3 @@ def _load_tissue_image(path: Path) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr.max(axis=-1)
     return np.asarray(arr) > 0
-
-
-def _clean(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _path_or_none(value: Any, base: Path) -> Path | None:
-    text = _clean(value)
-    if text is None:
-        return None
-    p = Path(text).expanduser()
-    return (p if p.is_absolute() else base / p).resolve()
-
-
-def _normalise_split(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = value.lower()
-    if v in _TRAIN:
-        return "train"
-    if v in _VAL:
-        return "val"
-    if v in _TEST:
-        return "test"
-    return None

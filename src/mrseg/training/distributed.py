@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from mrseg.core.errors import ConfigError
+from mrseg.core.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -36,38 +36,6 @@ class DistContext:
     def is_main(self) -> bool:
         """Only rank 0 writes files and logs progress."""
         return self.rank == 0
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a :class:`torch.device`, checking it exists.
-
-    Raises
-    ------
-    ConfigError
-        Unknown spec, or CUDA/MPS requested but not available.
-    """
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"--device {spec!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {spec}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif device.type == "mps":
-        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise ConfigError(f"--device {spec}: MPS is not available on this machine")
-    elif device.type != "cpu":
-        raise ConfigError(f"--device {spec!r}: expected auto, cpu, cuda, cuda:N or mps")
-    return device
 
 
 def init_distributed(device_spec: str = "auto") -> DistContext:

@@ -40,6 +40,7 @@ from mrseg.models.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from mrseg.models.inputs import to_tensor
 from mrseg.training import distributed as D
 from mrseg.training.config import Config, apply_overrides, config_from_dict, diff_configs
 from mrseg.training.losses import SegmentationLoss, l2_penalty
@@ -355,7 +356,7 @@ def _train(config: Config, out: Path, ctx: D.DistContext, *, resume: bool, progr
                     for batch in train_loader:
                         if D.any_rank(stop.signum is not None, ctx):
                             break
-                        x = input_spec.to_tensor(batch["patches"]).to(ctx.device, non_blocking=True)
+                        x = to_tensor(batch["patches"], input_spec).to(ctx.device, non_blocking=True)
                         y = batch["mask"].to(ctx.device, non_blocking=True)
                         with _autocast(ctx.device, amp_dtype):
                             data_loss = criterion(model(x), y)
@@ -462,7 +463,7 @@ def _validate(
     model.eval()
     total, count = 0.0, 0.0
     for batch in loader:
-        x = input_spec.to_tensor(batch["patches"]).to(ctx.device, non_blocking=True)
+        x = to_tensor(batch["patches"], input_spec).to(ctx.device, non_blocking=True)
         y = batch["mask"].to(ctx.device, non_blocking=True)
         with _autocast(ctx.device, amp_dtype):
             loss = criterion(model(x), y)

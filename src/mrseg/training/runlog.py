@@ -106,7 +106,7 @@ def plot_losses(rows: list[EpochMetrics], path: str | os.PathLike[str], *, best_
     """Training and validation loss against epoch (PNG, written atomically)."""
     from matplotlib.ticker import MaxNLocator
 
-    from mrseg.evaluation.plots import pyplot, save_figure
+    from mrseg.core.figures import pyplot, save_figure
 
     plt = pyplot()
 

@@ -22,9 +22,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mrseg.core.errors import DataError, SlideError
+from mrseg.core.input_spec import InputSpec
 from mrseg.training.augment import Augmenter
 from mrseg.training.config import Config
-from mrseg.training.data import PreparedSlide, discover, exclude_records, prepare, split_records
+from mrseg.training.data import PreparedSlide, exclude_records, prepare, split_records
+from mrseg.wsi.concentric import read_concentric
+from mrseg.wsi.manifest import discover
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +179,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.slides = list(slides)
         self.mpps = tuple(float(m) for m in mpps)
         self.size_px = int(size_px)
+        self.spec = InputSpec(self.mpps, self.size_px)
         self.seed = int(seed)
         self.stream = int(stream)
         self.positive_fraction = float(positive_fraction)
@@ -218,8 +222,6 @@ class PatchDataset(Dataset[dict[str, Any]]):
         SlideError
             Naming the slide, the centre (level-0 px) and the mpps when reading fails.
         """
-        from mrseg.wsi.concentric import ConcentricSpec, read_concentric
-
         center = (float("nan"), float("nan"))
         try:
             slide = self._handles.slide(info)
@@ -227,7 +229,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
             center = draw_center(
                 info, annotations, rng, positive_fraction=self.positive_fraction, jitter_um=self.jitter_um
             )
-            patches = read_concentric(slide, center, ConcentricSpec(self.mpps, self.size_px))
+            patches = read_concentric(slide, center, self.spec)
             size = (self.size_px, self.size_px)
             if annotations is None:
                 mask = np.zeros(size, dtype=np.uint8)

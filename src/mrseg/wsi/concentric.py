@@ -15,15 +15,12 @@ bit-identical patches.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from mrseg.core.errors import ConfigError
+from mrseg.core.input_spec import InputSpec
 from mrseg.wsi import geometry as geo
 from mrseg.wsi.slide import Slide
 
@@ -33,50 +30,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_PX = 2048
 
 
-@dataclass(frozen=True)
-class ConcentricSpec:
-    """Resolutions and size of a concentric sample.
-
-    Attributes
-    ----------
-    mpps
-        Microns per pixel of each patch, finest first, strictly ascending and positive.
-        (Octave spacing is a model requirement, not checked here.)
-    size_px
-        Edge of every square patch, in pixels at its own mpp.
-    """
-
-    mpps: tuple[float, ...]
-    size_px: int
-
-    def __post_init__(self) -> None:
-        try:
-            mpps = tuple(float(m) for m in self.mpps)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"concentric mpps must be numbers, got {self.mpps!r}") from error
-        if not mpps:
-            raise ConfigError("concentric mpps must not be empty")
-        if any(not (math.isfinite(m) and m > 0) for m in mpps):
-            raise ConfigError(f"concentric mpps must be positive, got {mpps}")
-        if any(b <= a for a, b in itertools.pairwise(mpps)):
-            raise ConfigError(f"concentric mpps must be strictly ascending (finest first), got {mpps}")
-        if isinstance(self.size_px, bool) or not isinstance(self.size_px, (int, np.integer)) or self.size_px <= 0:
-            raise ConfigError(f"concentric patch size must be a positive integer, got {self.size_px!r}")
-        object.__setattr__(self, "mpps", mpps)
-        object.__setattr__(self, "size_px", int(self.size_px))
-
-    @property
-    def num_resolutions(self) -> int:
-        """``J``, the number of patches per sample."""
-        return len(self.mpps)
-
-    def field_of_view_um(self) -> tuple[float, ...]:
-        """Edge of each patch in microns (``size_px * mpp``)."""
-        return tuple(self.size_px * m for m in self.mpps)
-
-    def boxes(self, slide_mpp: float, center_l0: Sequence[float]) -> list[geo.Box]:
-        """Level-0 boxes of the ``J`` patches around ``center_l0`` on a slide of ``slide_mpp``."""
-        return [geo.centered_box(center_l0, self.size_px, m / slide_mpp) for m in self.mpps]
+def concentric_boxes(spec: InputSpec, slide_mpp: float, center_l0: Sequence[float]) -> list[geo.Box]:
+    """Level-0 boxes of the ``J`` patches of ``spec`` around ``center_l0`` on a slide of ``slide_mpp``."""
+    return [geo.centered_box(center_l0, spec.size_px, m / slide_mpp) for m in spec.mpps]
 
 
 def _check_centers(centers_l0: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -90,7 +46,7 @@ def _check_centers(centers_l0: np.ndarray | Sequence[Sequence[float]]) -> np.nda
     return centers
 
 
-def read_concentric(slide: Slide, center_l0: Sequence[float], spec: ConcentricSpec) -> np.ndarray:
+def read_concentric(slide: Slide, center_l0: Sequence[float], spec: InputSpec) -> np.ndarray:
     """Read the ``J`` concentric patches around one centre.
 
     Parameters
@@ -100,7 +56,7 @@ def read_concentric(slide: Slide, center_l0: Sequence[float], spec: ConcentricSp
     center_l0
         ``(x, y)`` in continuous level-0 pixels.
     spec
-        Resolutions and patch size.
+        Resolutions and patch size (its normalisation is not used here).
 
     Returns
     -------
@@ -113,7 +69,7 @@ def read_concentric(slide: Slide, center_l0: Sequence[float], spec: ConcentricSp
 def iter_concentric_grid(
     slide: Slide,
     centers_l0: np.ndarray | Sequence[Sequence[float]],
-    spec: ConcentricSpec,
+    spec: InputSpec,
     *,
     chunk_px: int = DEFAULT_CHUNK_PX,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -126,7 +82,7 @@ def iter_concentric_grid(
     centers_l0
         ``(n, 2)`` level-0 ``(x, y)`` centres.
     spec
-        Resolutions and patch size.
+        Resolutions and patch size (its normalisation is not used here).
     chunk_px
         Edge of a chunk cell in pixels at the finest mpp. Memory per read is about
         ``(chunk_px + size_px)**2 * 3`` bytes.
@@ -162,7 +118,7 @@ def iter_concentric_grid(
 def read_concentric_grid(
     slide: Slide,
     centers_l0: np.ndarray | Sequence[Sequence[float]],
-    spec: ConcentricSpec,
+    spec: InputSpec,
     *,
     chunk_px: int = DEFAULT_CHUNK_PX,
 ) -> np.ndarray:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -246,3 +248,174 @@ def grid_centers(box_l0: Box, step_l0: float | tuple[float, float]) -> np.ndarra
     ys = y0 + sy * np.arange(math.ceil((y1 - y0) / sy)) + sy / 2
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# The read grid: one type for every raster laid over a slide
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadGrid:
+    """A level-0 box cut into ``width x height`` output pixels: the grid every raster of mrseg uses.
+
+    Output pixel ``(u, v)`` covers the level-0 area ``[x0 + u*sx, x0 + (u+1)*sx) x [y0 + v*sy,
+    y0 + (v+1)*sy)`` with ``sx = (x1 - x0) / width`` and ``sy = (y1 - y0) / height``; its centre is
+    ``(x0 + (u + 0.5) * sx, y0 + (v + 0.5) * sy)``. Slide reads (:meth:`mrseg.wsi.slide.Slide.read_box`),
+    label masks (:meth:`mrseg.wsi.annotations.Annotations.rasterize`), tissue masks, probability
+    maps and evaluation grids all use it, so any two rasters of one request are pixel-aligned.
+
+    Attributes
+    ----------
+    box_l0
+        ``(x0, y0, x1, y1)`` in level-0 pixels (floats, ``x1 > x0``, ``y1 > y0``).
+    size_px
+        ``(width, height)`` in output pixels.
+
+    Raises
+    ------
+    ValueError
+        A box that is not finite or empty, or a size that is not two positive integers.
+    """
+
+    box_l0: Box
+    size_px: Size
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "box_l0", check_box(self.box_l0))
+        values = tuple(self.size_px)
+        if len(values) != 2 or any(int(v) != v or isinstance(v, bool) for v in values):
+            raise ValueError(f"size_px must be two positive integers (width, height), got {self.size_px!r}")
+        object.__setattr__(self, "size_px", as_size((int(values[0]), int(values[1]))))
+
+    @classmethod
+    def centered(cls, center_l0: Sequence[float], size_px: int | Sequence[int], downsample: float) -> ReadGrid:
+        """The grid of a ``size_px`` read centred on ``center_l0`` with ``downsample`` level-0 px per pixel."""
+        return cls(centered_box(center_l0, size_px, downsample), as_size(size_px))
+
+    @classmethod
+    def covering(cls, dimensions_l0: Sequence[int], slide_mpp: float, mpp: float) -> ReadGrid:
+        """The whole slide ``(0, 0, W0, H0)`` at ``mpp``.
+
+        ``max(1, round(W0 * slide_mpp / mpp))`` pixels wide (likewise high): the grid of thumbnails,
+        tissue masks and evaluation at a given resolution.
+        """
+        if not (mpp > 0 and math.isfinite(mpp)):
+            raise ValueError(f"mpp must be a positive number, got {mpp!r}")
+        w0, h0 = int(dimensions_l0[0]), int(dimensions_l0[1])
+        size = (max(1, round(w0 * slide_mpp / mpp)), max(1, round(h0 * slide_mpp / mpp)))
+        return cls((0.0, 0.0, float(w0), float(h0)), size)
+
+    @classmethod
+    def of_map(cls, shape_hw: Sequence[int], pixel_l0: float) -> ReadGrid:
+        """The grid of a ``shape_hw = (H, W)`` map whose pixel ``(u, v)`` covers ``[u*d, (u+1)*d) x [v*d, (v+1)*d)``.
+
+        Level-0 pixels, ``d = pixel_l0``; probability maps have ``d = map_mpp / slide_mpp`` and start at
+        the slide's top-left corner.
+        """
+        h, w = int(shape_hw[0]), int(shape_hw[1])
+        return cls((0.0, 0.0, w * pixel_l0, h * pixel_l0), (w, h))
+
+    @property
+    def width(self) -> int:
+        return self.size_px[0]
+
+    @property
+    def height(self) -> int:
+        return self.size_px[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``: the shape of a numpy array on this grid."""
+        return (self.size_px[1], self.size_px[0])
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sx, sy)``: level-0 pixels per output pixel."""
+        return box_scale(self.box_l0, self.size_px)
+
+    def mpp(self, slide_mpp: float) -> float:
+        """Microns per output pixel (along x) on a slide of level-0 ``slide_mpp``."""
+        return slide_mpp * self.scale[0]
+
+    def centers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Level-0 ``x`` of every column's pixel centres ``(width,)`` and ``y`` of every row's ``(height,)``."""
+        x0, y0, _, _ = self.box_l0
+        sx, sy = self.scale
+        return x0 + (np.arange(self.width) + 0.5) * sx, y0 + (np.arange(self.height) + 0.5) * sy
+
+    def rows(self, v0: int, v1: int) -> ReadGrid:
+        """The sub-grid of rows ``v0 .. v1 - 1`` (same columns and pixel size)."""
+        if not 0 <= v0 < v1 <= self.height:
+            raise ValueError(f"rows {v0}:{v1} outside a grid of height {self.height}")
+        x0, y0, x1, _ = self.box_l0
+        sy = self.scale[1]
+        return ReadGrid((x0, y0 + v0 * sy, x1, y0 + v1 * sy), (self.width, v1 - v0))
+
+    def index_of(self, x_l0: np.ndarray, y_l0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Column and row (``int64``, possibly outside the grid) of the pixels containing level-0 points."""
+        x0, y0, _, _ = self.box_l0
+        sx, sy = self.scale
+        cols = np.floor((np.asarray(x_l0, dtype=np.float64) - x0) / sx).astype(np.int64)
+        rows = np.floor((np.asarray(y_l0, dtype=np.float64) - y0) / sy).astype(np.int64)
+        return cols, rows
+
+
+def to_grid(box_l0: Sequence[float] | ReadGrid, size_px: Sequence[int] | int | None = None) -> ReadGrid:
+    """A :class:`ReadGrid` from a grid, or from a box and a size (the two spellings of a read request)."""
+    if isinstance(box_l0, ReadGrid):
+        if size_px is not None:
+            raise ValueError("give a ReadGrid or (box_l0, size_px), not both")
+        return box_l0
+    if size_px is None:
+        raise ValueError("a read request needs a box and a size (width, height)")
+    return ReadGrid(tuple(box_l0), as_size(size_px) if isinstance(size_px, int) else tuple(size_px))  # type: ignore[arg-type]
+
+
+#: Most raster pixels :func:`sample_nearest` reads at once (it walks the target in strips of rows beyond that).
+SAMPLE_STRIP_PIXELS = 1 << 24
+
+
+def sample_nearest(raster: Any, raster_grid: ReadGrid, target: ReadGrid, *, fill: Any = 0) -> np.ndarray:
+    """Nearest-neighbour sample of ``raster`` (laid on ``raster_grid``) at the pixel centres of ``target``.
+
+    Parameters
+    ----------
+    raster
+        ``(H, W[, ...])`` array-like with numpy slicing (numpy, zarr, memory map). Only the rows the
+        target needs are read, in strips of at most about :data:`SAMPLE_STRIP_PIXELS` raster pixels.
+    raster_grid
+        Where the raster lies (``raster.shape[:2] == raster_grid.shape``).
+    target
+        The grid to sample onto.
+    fill
+        Value of target pixels whose centre falls outside the raster.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``target.shape`` (+ the raster's trailing dimensions), the raster's dtype.
+    """
+    h, w = raster_grid.shape
+    if tuple(int(s) for s in raster.shape[:2]) != (h, w):
+        raise ValueError(f"raster of shape {tuple(raster.shape[:2])} does not match its grid {(h, w)}")
+    xs, ys = target.centers()
+    cols, rows = raster_grid.index_of(xs, ys)
+    ok_c = (cols >= 0) & (cols < w)
+    out = np.full((*target.shape, *raster.shape[2:]), fill, dtype=np.dtype(raster.dtype))
+    inside = np.flatnonzero((rows >= 0) & (rows < h))
+    if not ok_c.any() or inside.size == 0:
+        return out
+    c_sel = cols[ok_c]
+    step = max(1, SAMPLE_STRIP_PIXELS // max(w, 1))  # raster rows per read
+    start = 0
+    while start < inside.size:
+        r0 = int(rows[inside[start]])
+        stop = int(np.searchsorted(rows[inside], r0 + step, side="left"))
+        stop = max(stop, start + 1)
+        v = inside[start:stop]
+        r1 = int(rows[v[-1]]) + 1
+        strip = np.asarray(raster[r0:r1])
+        out[np.ix_(v, np.flatnonzero(ok_c))] = strip[np.ix_(rows[v] - r0, c_sel)]
+        start = stop
+    return out

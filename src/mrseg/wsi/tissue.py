@@ -30,10 +30,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from mrseg.core.atomic import atomic_path
+from mrseg.core.tissue_spec import TissueSettings
+from mrseg.wsi.geometry import Box, ReadGrid, sample_nearest, to_grid
 
 log = logging.getLogger(__name__)
-
-Box = tuple[float, float, float, float]
 
 
 class ThumbnailSource(Protocol):
@@ -81,11 +81,15 @@ class TissueMask:
         object.__setattr__(self, "mask", np.asarray(self.mask, dtype=bool))
 
     @property
+    def grid(self) -> ReadGrid:
+        """The read grid the mask lies on."""
+        h, w = self.mask.shape
+        return ReadGrid(self.box_l0, (w, h))
+
+    @property
     def scale(self) -> tuple[float, float]:
         """Level-0 pixels per mask pixel ``(sx, sy)``."""
-        h, w = self.mask.shape
-        x0, y0, x1, y1 = self.box_l0
-        return (x1 - x0) / w, (y1 - y0) / h
+        return self.grid.scale
 
     @property
     def fraction(self) -> float:
@@ -95,13 +99,11 @@ class TissueMask:
     def contains(self, points_l0: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """``bool (n,)``: whether each level-0 point ``(x, y)`` falls in a tissue pixel (False outside)."""
         pts = np.asarray(points_l0, dtype=np.float64).reshape(-1, 2)
-        sx, sy = self.scale
         h, w = self.mask.shape
-        u = np.floor((pts[:, 0] - self.box_l0[0]) / sx)
-        v = np.floor((pts[:, 1] - self.box_l0[1]) / sy)
+        u, v = self.grid.index_of(pts[:, 0], pts[:, 1])
         inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
         out = np.zeros(len(pts), dtype=bool)
-        out[inside] = self.mask[v[inside].astype(np.int64), u[inside].astype(np.int64)]
+        out[inside] = self.mask[v[inside], u[inside]]
         return out
 
     def fraction_in_box(self, box_l0: Sequence[float]) -> float:
@@ -152,14 +154,9 @@ class TissueMask:
         table[1:, 1:] = np.cumsum(np.cumsum(self.mask, axis=0, dtype=np.float64), axis=1)
         return table
 
-    def rasterize(self, box_l0: Sequence[float], size_px: Sequence[int]) -> np.ndarray:
-        """``bool (height, width)`` tissue mask of a read request, sampled at the output pixel centres."""
-        x0, y0, x1, y1 = (float(c) for c in box_l0)
-        width, height = int(size_px[0]), int(size_px[1])
-        xs = x0 + (np.arange(width) + 0.5) * (x1 - x0) / width
-        ys = y0 + (np.arange(height) + 0.5) * (y1 - y0) / height
-        gx, gy = np.meshgrid(xs, ys)
-        return self.contains(np.column_stack([gx.ravel(), gy.ravel()])).reshape(height, width)
+    def rasterize(self, box_l0: Sequence[float] | ReadGrid, size_px: Sequence[int] | None = None) -> np.ndarray:
+        """``bool (height, width)`` tissue mask of a read request (or a :class:`ReadGrid`), nearest at pixel centres."""
+        return sample_nearest(self.mask, self.grid, to_grid(box_l0, size_px), fill=False)
 
     # --------------------------------------------------------------------------------------- I/O
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -202,28 +199,17 @@ class TissueMask:
         return cls(mask=mask, mpp=mpp, box_l0=(box[0], box[1], box[2], box[3]), source=str(path))
 
 
-@dataclass(frozen=True)
-class TissueParams:
-    """Parameters of :func:`detect_tissue` (areas in square microns, lengths in microns)."""
+def detect_tissue(rgb: np.ndarray, mpp: float, settings: TissueSettings | None = None) -> np.ndarray:
+    """Tissue mask ``bool (h, w)`` of an RGB image ``uint8 (h, w, 3)`` at ``mpp`` microns per pixel.
 
-    min_saturation: float = 0.05
-    max_saturation: float = 0.15
-    dark_threshold: int = 40
-    pen_hue: tuple[float, float] = (0.25, 0.65)
-    pen_saturation: float = 0.25
-    smooth_um: float = 8.0
-    min_object_um2: float = 20_000.0
-    max_hole_um2: float = 100_000.0
-
-
-def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = None) -> np.ndarray:
-    """Tissue mask ``bool (h, w)`` of an RGB image ``uint8 (h, w, 3)`` at ``mpp`` microns per pixel."""
+    ``settings.mpp`` is not used here (the image's own ``mpp`` is).
+    """
     from scipy import ndimage
     from skimage.color import rgb2hsv
     from skimage.filters import gaussian, threshold_otsu
     from skimage.morphology import remove_small_objects
 
-    p = params or TissueParams()
+    p = settings or TissueSettings()
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an RGB image (h, w, 3), got shape {rgb.shape}")
@@ -261,27 +247,28 @@ def _clean(func: Any, mask: np.ndarray, max_size: int) -> np.ndarray:
         return np.asarray(func(mask, max_size + 1))
 
 
-def tissue_mask(slide: ThumbnailSource, mpp: float = 8.0, params: TissueParams | None = None) -> TissueMask:
-    """Detect tissue on ``slide.thumbnail(mpp)`` (see the module docstring for the method).
+def tissue_mask(slide: ThumbnailSource, settings: TissueSettings | None = None) -> TissueMask:
+    """Detect tissue on ``slide.thumbnail(settings.mpp)`` (see the module docstring for the method).
 
     Parameters
     ----------
     slide
         An open :class:`mrseg.wsi.slide.Slide` (or anything with ``thumbnail``, ``dimensions``, ``mpp``, ``path``).
-    mpp
-        Microns per pixel of the thumbnail the detection runs on (8 by default: 16x coarser than 0.5).
-    params
-        Thresholds and clean-up sizes; defaults suit H&E.
+    settings
+        Resolution (``mpp``, 8 um/px by default: 16x coarser than 0.5), thresholds and clean-up
+        sizes; the defaults suit H&E.
 
     Returns
     -------
     TissueMask
         Covering ``(0, 0, W0, H0)``; empty (with a warning) when the slide shows no tissue.
     """
+    settings = settings or TissueSettings()
+    mpp = settings.mpp
     rgb = slide.thumbnail(mpp)
     w0, h0 = slide.dimensions
     effective_mpp = slide.mpp * w0 / rgb.shape[1]
-    mask = detect_tissue(rgb, effective_mpp, params)
+    mask = detect_tissue(rgb, effective_mpp, settings)
     result = TissueMask(mask=mask, mpp=float(mpp), box_l0=(0.0, 0.0, float(w0), float(h0)), source=str(slide.path))
     if not mask.any():
         log.warning(
@@ -292,4 +279,4 @@ def tissue_mask(slide: ThumbnailSource, mpp: float = 8.0, params: TissueParams |
     return result
 
 
-__all__ = ["ThumbnailSource", "TissueMask", "TissueParams", "detect_tissue", "tissue_mask"]
+__all__ = ["ThumbnailSource", "TissueMask", "TissueSettings", "detect_tissue", "tissue_mask"]

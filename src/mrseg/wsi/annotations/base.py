@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mrseg.wsi.annotations.raster import Box
-
-EXCLUDE = -1
-"""Label value of exclusion regions: they are cut out of every positive region (CAMELYON ``_2``)."""
-
-DEFAULT_LABEL_MAP: dict[str, int] = {
-    "_0": 1,
-    "_1": 1,
-    "tumor": 1,
-    "tumour": 1,
-    "metastases": 1,
-    "_2": EXCLUDE,
-    "exclusion": EXCLUDE,
-    "exclude": EXCLUDE,
-}
-"""Group/class name (case-insensitive) -> label. CAMELYON16/17: ``_0``, ``_1``, ``Tumor`` are tumour
-(label 1); ``_2`` and ``Exclusion`` are non-tumour regions cut out of the tumour ones."""
-
-
-def normalise_label_map(label_map: Mapping[str, int] | None) -> dict[str, int]:
-    """Return ``label_map`` (or the default) with case-folded keys; labels must be >= -1 and <= 255."""
-    source = DEFAULT_LABEL_MAP if label_map is None else label_map
-    out: dict[str, int] = {}
-    for name, label in source.items():
-        value = int(label)
-        if value < EXCLUDE or value > 255:
-            raise ValueError(f"label for {name!r} must be in [-1, 255] (-1 = exclusion), got {label!r}")
-        out[str(name).casefold()] = value
-    return out
+from mrseg.core.label_spec import DEFAULT_LABEL_MAP, EXCLUDE, normalise_label_map
+from mrseg.wsi.geometry import Box, ReadGrid
 
 
 @dataclass(frozen=True)
@@ -73,8 +46,8 @@ class Annotations(abc.ABC):
         """Bounding box ``(x0, y0, x1, y1)`` of all labelled regions in level-0 pixels (None when empty)."""
 
     @abc.abstractmethod
-    def rasterize(self, box_l0: Sequence[float], size_px: Sequence[int]) -> np.ndarray:
-        """Label mask ``uint8 (height, width)`` of the request ``(box_l0, size_px)``.
+    def rasterize(self, box_l0: Sequence[float] | ReadGrid, size_px: Sequence[int] | None = None) -> np.ndarray:
+        """Label mask ``uint8 (height, width)`` of the request ``(box_l0, size_px)`` or a :class:`ReadGrid`.
 
         Output pixel ``(u, v)`` is centred at level-0 ``(x0 + (u + 0.5) * sx, y0 + (v + 0.5) * sy)``
         with ``sx = (x1 - x0) / width``, ``sy = (y1 - y0) / height`` — the grid of ``Slide.read_box``
@@ -113,6 +86,11 @@ class Annotations(abc.ABC):
         return f"{self.kind} annotations from {self.path}" if self.path else f"{self.kind} annotations"
 
 
-def rasterize(annotations: Annotations, box_l0: Sequence[float], size_px: Sequence[int]) -> np.ndarray:
+def rasterize(
+    annotations: Annotations, box_l0: Sequence[float] | ReadGrid, size_px: Sequence[int] | None = None
+) -> np.ndarray:
     """Label mask of a request; the same as ``annotations.rasterize(box_l0, size_px)``."""
     return annotations.rasterize(box_l0, size_px)
+
+
+__all__ = ["DEFAULT_LABEL_MAP", "EXCLUDE", "Annotations", "LabelStats", "normalise_label_map", "rasterize"]

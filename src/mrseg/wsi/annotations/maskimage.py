@@ -20,7 +20,7 @@ import numpy as np
 
 from mrseg.core.errors import AnnotationError
 from mrseg.wsi.annotations.base import Annotations, LabelStats
-from mrseg.wsi.annotations.raster import Box, check_request, pixel_centers
+from mrseg.wsi.geometry import Box, ReadGrid, to_grid
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +160,16 @@ class MaskAnnotations(Annotations):
                 best = i if dx * dy > self.downsamples[best][0] * self.downsamples[best][1] else best
         return best
 
-    def rasterize(self, box_l0: Sequence[float], size_px: Sequence[int]) -> np.ndarray:
-        box, size = check_request(box_l0, size_px)
-        sx, sy = (box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1]
+    def rasterize(self, box_l0: Sequence[float] | ReadGrid, size_px: Sequence[int] | None = None) -> np.ndarray:
+        grid = to_grid(box_l0, size_px)
+        sx, sy = grid.scale
         level = self._choose_level(sx, sy)
         dx, dy = self.downsamples[level]
         h, w = self._levels[level].shape[:2]
-        xs, ys = pixel_centers(box, size)
+        xs, ys = grid.centers()
         cols = np.floor(xs / dx).astype(np.int64)
         rows = np.floor(ys / dy).astype(np.int64)
-        out = np.zeros((size[1], size[0]), dtype=np.uint8)
+        out = np.zeros(grid.shape, dtype=np.uint8)
         ok_c = (cols >= 0) & (cols < w) & (xs < self.slide_dimensions[0])
         ok_r = (rows >= 0) & (rows < h) & (ys < self.slide_dimensions[1])
         if not ok_c.any() or not ok_r.any():

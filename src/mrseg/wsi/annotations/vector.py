@@ -16,7 +16,8 @@ from shapely.strtree import STRtree
 
 from mrseg.core.errors import AnnotationError
 from mrseg.wsi.annotations.base import EXCLUDE, Annotations, LabelStats
-from mrseg.wsi.annotations.raster import Box, check_request, fill_edges, ring_edges
+from mrseg.wsi.annotations.raster import fill_edges, ring_edges
+from mrseg.wsi.geometry import Box, ReadGrid, to_grid
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +180,16 @@ class VectorAnnotations(Annotations):
         x0, y0, x1, y1 = shapely.total_bounds(geoms)
         return (float(x0), float(y0), float(x1), float(y1))
 
-    def rasterize(self, box_l0: Sequence[float], size_px: Sequence[int]) -> np.ndarray:
-        box, size = check_request(box_l0, size_px)
-        out = np.zeros((size[1], size[0]), dtype=np.uint8)
+    def rasterize(self, box_l0: Sequence[float] | ReadGrid, size_px: Sequence[int] | None = None) -> np.ndarray:
+        grid = to_grid(box_l0, size_px)
+        out = np.zeros(grid.shape, dtype=np.uint8)
         edges, labels, tree = self._index
         if not edges:
             return out
-        hits = tree.query(shapely.box(*box))
+        hits = tree.query(shapely.box(*grid.box_l0))
         for label in np.unique(labels[hits]):
             label_edges = np.concatenate([edges[i] for i in hits[labels[hits] == label]])
-            out[fill_edges(label_edges, box, size)] = label
+            out[fill_edges(label_edges, grid)] = label
         return out
 
     def area_l0(self, label: int) -> float:
