@@ -215,7 +215,11 @@ def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
     pred = tmp_path / "pred"
     pred.mkdir()
     write_probability_tiff(pred / "s.tif", prob, 1.0)
-    record = {"slide": {"path": "s.tif", "dimensions": [512, 512], "mpp": 0.5}, "map": {"mpp": 1.0}, "outputs": {"map": "s.tif"}}
+    record = {
+        "slide": {"path": "s.tif", "dimensions": [512, 512], "mpp": 0.5},
+        "map": {"mpp": 1.0},
+        "outputs": {"map": "s.tif"},
+    }
     (pred / "s.json").write_text(json.dumps(record))
     scores = mimic_scores({"s": layout_path}, {"m": pred}, mpp=2.0)["m"]
     assert scores["tumour_mean"] == pytest.approx(1.0)

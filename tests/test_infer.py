@@ -14,15 +14,16 @@ from torch import nn
 
 from mrseg.core.errors import ConfigError, MissingMppError, SlideError
 from mrseg.core.input_spec import InputSpec
+from mrseg.core.label_spec import LabelSpec
 from mrseg.inference.predict import (
     PredictSettings,
     grid_positions,
     make_tiling,
     predict_slide,
     prepare_model,
-    probabilities,
 )
 from mrseg.models import create_model
+from mrseg.models.activation import foreground_probabilities
 from mrseg.models.checkpoint import Checkpoint, make_checkpoint
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
@@ -82,9 +83,9 @@ def test_tiling_chunks_and_filter() -> None:
 
 
 def test_probabilities_of_binary_and_multiclass_logits() -> None:
-    one = probabilities(torch.zeros(2, 1, 4, 4))
+    one = foreground_probabilities(torch.zeros(2, 1, 4, 4), LabelSpec())
     assert one.shape == (2, 1, 4, 4) and torch.allclose(one, torch.full_like(one, 0.5))
-    three = probabilities(torch.zeros(2, 3, 4, 4))
+    three = foreground_probabilities(torch.zeros(2, 3, 4, 4), LabelSpec.for_outputs(3))
     assert three.shape == (2, 2, 4, 4) and torch.allclose(three, torch.full_like(three, 1 / 3))
 
 

@@ -100,7 +100,9 @@ def test_run_folder_and_checkpoint_contents(data: Path, tmp_path: Path) -> None:
     last = load_checkpoint(run / "last.pt")  # weights_only=True inside
     assert last.epoch == 2 and last.config == cfg.to_dict()
     assert last.input_spec == cfg.model.input_spec()
-    assert last.model_kwargs["mpps"] == [1.0, 2.0] and last.model_name == "mrn_bilinear"
+    assert last.input_spec.mpps == (1.0, 2.0) and "mpps" not in last.model_kwargs
+    assert last.model_name == "mrn_bilinear" and last.labels.classes == ("background", "tumor")
+    assert last.tissue is not None and last.tissue.mpp == cfg.data.tissue_mpp
     assert {"optimizer", "scheduler", "scaler", "rng"} <= set(last.train_state)
     assert isinstance(last.train_state["rng"]["numpy"]["keys"], list)
     best = load_checkpoint(run / "best.pt")

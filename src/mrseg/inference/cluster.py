@@ -142,6 +142,7 @@ def run_slide(
                 "model": checkpoint.model_name,
                 "model_kwargs": checkpoint.model_kwargs,
                 "input": checkpoint.input_spec.to_dict(),
+                "labels": checkpoint.labels.to_dict(),
             },
             "settings": identity,
             "run": {"device": settings.device, "batch_size": settings.batch_size},

@@ -31,6 +31,7 @@ import torch
 from mrseg.core.errors import ConfigError, MrsegError, SlideError
 from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP, TissueSettings
 from mrseg.inference.merger import OnDiskMerger, ProbabilityMap, Ramp
+from mrseg.models.activation import foreground_probabilities
 from mrseg.models.checkpoint import Checkpoint
 from mrseg.models.inputs import to_tensor
 
@@ -226,16 +227,6 @@ def prepare_model(checkpoint: Checkpoint, device: str, precision: str = "fp32") 
     return prepare_for_inference(checkpoint.build_model(), precision=precision, device=dev)  # type: ignore[arg-type]
 
 
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Logits ``(N, C, H, W)`` -> probabilities of the foreground classes.
-
-    C = 1: sigmoid, one channel. C >= 2: softmax, channels ``1..C-1`` (class 0 is background).
-    """
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)[:, 1:]
-
-
 @dataclass
 class SlidePrediction:
     """Result of :func:`predict_slide`: the on-disk map and what it took."""
@@ -401,7 +392,7 @@ def predict_slide(
     scale = spec_in.mpps[0] / out_mpp  # map pixels -> output pixels
     w0, h0 = dims
     out_shape = (max(1, round(h0 * slide_mpp / out_mpp)), max(1, round(w0 * slide_mpp / out_mpp)))
-    channels = 1 if _num_classes(checkpoint) <= 2 else _num_classes(checkpoint) - 1
+    channels = checkpoint.labels.num_classes - 1
     merger = OnDiskMerger(
         Path(workdir) / "merger",
         out_shape,
@@ -433,7 +424,7 @@ def predict_slide(
                     x = to_tensor(patches[start : start + settings.batch_size], spec_in)
                     tm0 = time.perf_counter()
                     with torch.inference_mode():
-                        prob = probabilities(model(x.to(device, non_blocking=True)))
+                        prob = foreground_probabilities(model(x.to(device, non_blocking=True)), checkpoint.labels)
                         if out_tile != prob.shape[-1]:
                             prob = torch.nn.functional.interpolate(prob, size=(out_tile, out_tile), mode="area")
                         prob_np = prob.float().cpu().numpy()
@@ -450,7 +441,3 @@ def predict_slide(
     timings["tiles_s"] = time.perf_counter() - t1
     timings["model_s"] = t_model
     return SlidePrediction(pmap, tiling, dims, slide_mpp, timings, tissue_fraction, read_count)
-
-
-def _num_classes(checkpoint: Checkpoint) -> int:
-    return int(checkpoint.model_kwargs.get("num_classes", 1))

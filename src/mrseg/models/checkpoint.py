@@ -2,14 +2,19 @@
 
 A checkpoint is a plain dictionary of tensors and Python primitives, saved atomically and loaded
 with ``torch.load(..., weights_only=True)`` (no pickled code is ever executed). It carries every
-shape-defining hyper-parameter, so ``predict`` and ``export`` need nothing but the file:
+shape-defining hyper-parameter, so ``predict`` and ``export`` need nothing but the file
+(layout version 2; version-1 files are still read):
 
-``format``, ``version``
-    ``"mrseg-checkpoint"`` and the layout version.
+``format``, ``version``, ``mrseg_version``
+    ``"mrseg-checkpoint"``, the layout version, the writer's mrseg version.
 ``model``
-    ``{"name": registry name, "kwargs": create_model keyword arguments}``.
+    ``{"name": registry name, "kwargs": create_model keyword arguments other than mpps}``.
 ``input``
-    :class:`mrseg.core.input_spec.InputSpec` as a dict (mpps, size_px, mean, std).
+    :class:`mrseg.core.input_spec.InputSpec` (mpps, size_px, mean, std): the one record of the mpps.
+``labels``
+    :class:`mrseg.core.label_spec.LabelSpec` (classes, label map, colours, activation).
+``tissue``
+    :class:`mrseg.core.tissue_spec.TissueSettings` used in training (``predict`` reuses them), or ``None``.
 ``state_dict``
     The model weights.
 ``config``
@@ -23,20 +28,27 @@ shape-defining hyper-parameter, so ``predict`` and ``export`` need nothing but t
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from mrseg import __version__
 from mrseg.core.atomic import atomic_path
-from mrseg.core.errors import CheckpointError
+from mrseg.core.errors import CheckpointError, ConfigError
 from mrseg.core.input_spec import InputSpec
+from mrseg.core.label_spec import LabelSpec
+from mrseg.core.tissue_spec import TissueSettings
+from mrseg.models.registry import create_model
 
 FORMAT = "mrseg-checkpoint"
-VERSION = 1
+VERSION = 2
+#: Layout versions :func:`load_checkpoint` reads.
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -47,6 +59,8 @@ class Checkpoint:
     model_kwargs: dict[str, Any]
     input_spec: InputSpec
     state_dict: dict[str, torch.Tensor]
+    labels: LabelSpec = field(default_factory=LabelSpec)
+    tissue: TissueSettings | None = None
     config: dict[str, Any] | None = None
     epoch: int = 0
     best_val_loss: float | None = None
@@ -54,12 +68,20 @@ class Checkpoint:
     train_state: dict[str, Any] = field(default_factory=dict)
     mrseg_version: str = __version__
 
+    def __post_init__(self) -> None:
+        if "mpps" in self.model_kwargs:
+            raise CheckpointError("checkpoint model kwargs must not repeat the mpps (they live in the input spec)")
+        outputs = int(self.model_kwargs.get("num_classes", 1))
+        if outputs != self.labels.num_outputs:
+            raise CheckpointError(
+                f"model has {outputs} output channel(s) but the label spec {list(self.labels.classes)} "
+                f"({self.labels.activation}) needs {self.labels.num_outputs}"
+            )
+
     def build_model(self, *, strict: bool = True) -> nn.Module:
         """Rebuild the model from the registry and load the weights (in eval mode)."""
-        from mrseg.models import create_model
-
         try:
-            model = create_model(self.model_name, **self.model_kwargs)
+            model = create_model(self.model_name, mpps=list(self.input_spec.mpps), **self.model_kwargs)
             model.load_state_dict(self.state_dict, strict=strict)
         except (RuntimeError, TypeError, KeyError, ValueError) as error:
             raise CheckpointError(
@@ -74,6 +96,8 @@ class Checkpoint:
             "mrseg_version": self.mrseg_version,
             "model": {"name": self.model_name, "kwargs": dict(self.model_kwargs)},
             "input": self.input_spec.to_dict(),
+            "labels": self.labels.to_dict(),
+            "tissue": self.tissue.to_dict() if self.tissue is not None else None,
             "state_dict": self.state_dict,
             "config": self.config,
             "epoch": int(self.epoch),
@@ -92,19 +116,40 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
 
 
 def make_checkpoint(
-    model: nn.Module, input_spec: InputSpec, *, config: dict[str, Any] | None = None, **extra: Any
+    model: nn.Module,
+    input_spec: InputSpec,
+    *,
+    labels: LabelSpec | None = None,
+    tissue: TissueSettings | None = None,
+    config: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> Checkpoint:
-    """Build a :class:`Checkpoint` from a registry model (which records ``model.hparams``)."""
+    """Build a :class:`Checkpoint` from a registry model (which records ``model.hparams``).
+
+    ``labels`` defaults to the spec of the model's number of outputs
+    (:meth:`~mrseg.core.label_spec.LabelSpec.for_outputs`).
+
+    Raises
+    ------
+    CheckpointError
+        The model has no ``hparams`` record, its mpps differ from ``input_spec.mpps``, or its
+        number of outputs does not fit ``labels``.
+    """
     hparams = getattr(model, "hparams", None)
     if not isinstance(hparams, dict) or "name" not in hparams:
         raise CheckpointError("model has no `hparams` record; build it with mrseg.models.create_model")
-    kwargs = {k: v for k, v in hparams.items() if k != "name"}
+    kwargs = {k: v for k, v in hparams.items() if k not in ("name", "mpps")}
+    mpps = tuple(float(m) for m in hparams.get("mpps", input_spec.mpps))
+    if mpps != input_spec.mpps:
+        raise CheckpointError(f"model mpps {list(mpps)} differ from the input spec's {list(input_spec.mpps)}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return Checkpoint(
         model_name=hparams["name"],
         model_kwargs=kwargs,
         input_spec=input_spec,
         state_dict=state,
+        labels=labels if labels is not None else LabelSpec.for_outputs(int(kwargs.get("num_classes", 1))),
+        tissue=tissue,
         config=config,
         **extra,
     )
@@ -127,16 +172,33 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mrseg checkpoint (no format={FORMAT!r} record)")
-    if raw.get("version") != VERSION:
+    version = raw.get("version")
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path}: checkpoint layout version {raw.get('version')} is not supported (expected {VERSION})"
+            f"{path}: checkpoint layout version {version} is not supported (this mrseg reads {list(READABLE_VERSIONS)})"
         )
     try:
+        input_spec = InputSpec.from_dict(raw["input"])
+        kwargs = dict(raw["model"]["kwargs"])
+        if version == 1:  # mpps were stored twice; labels and tissue settings did not exist
+            stored = tuple(float(m) for m in kwargs.pop("mpps", input_spec.mpps))
+            if stored != input_spec.mpps:
+                raise CheckpointError(
+                    f"{path}: the model's mpps {list(stored)} and the input spec's {list(input_spec.mpps)} disagree"
+                )
+        labels = (
+            LabelSpec.from_dict(raw["labels"])
+            if raw.get("labels")
+            else LabelSpec.for_outputs(int(kwargs.get("num_classes", 1)))
+        )
+        tissue = _tissue_of(raw)
         return Checkpoint(
             model_name=str(raw["model"]["name"]),
-            model_kwargs=dict(raw["model"]["kwargs"]),
-            input_spec=InputSpec.from_dict(raw["input"]),
+            model_kwargs=kwargs,
+            input_spec=input_spec,
             state_dict=raw["state_dict"],
+            labels=labels,
+            tissue=tissue,
             config=raw.get("config"),
             epoch=int(raw.get("epoch", 0)),
             best_val_loss=raw.get("best_val_loss"),
@@ -144,8 +206,18 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             train_state=raw.get("train_state") or {},
             mrseg_version=str(raw.get("mrseg_version", "?")),
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{path}: checkpoint is missing or has a bad field: {error}") from error
+
+
+def _tissue_of(raw: dict[str, Any]) -> TissueSettings | None:
+    """The training tissue settings of a raw checkpoint (version 1: from its config's ``data.tissue_mpp``)."""
+    if isinstance(raw.get("tissue"), dict):
+        return TissueSettings.from_dict(raw["tissue"])
+    config = raw.get("config")
+    if isinstance(config, dict) and isinstance(config.get("data"), dict) and "tissue_mpp" in config["data"]:
+        return TissueSettings(mpp=float(config["data"]["tissue_mpp"]))
+    return None
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -154,10 +226,6 @@ def capture_rng_state() -> dict[str, Any]:
     numpy's and Python's states are converted to plain lists/ints so the checkpoint loads with
     ``torch.load(weights_only=True)``.
     """
-    import random
-
-    import numpy as np
-
     np_state: Any = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is what we save
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
@@ -178,10 +246,6 @@ def capture_rng_state() -> dict[str, Any]:
 
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`capture_rng_state` returned (missing parts are left alone)."""
-    import random
-
-    import numpy as np
-
     if "torch" in state:
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
     if "numpy" in state:

@@ -33,6 +33,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mrseg.core.errors import CheckpointError, ConfigError, ModelConfigError, MrsegError, SlideError
+from mrseg.core.label_spec import LabelSpec
+from mrseg.core.tissue_spec import TissueSettings
 from mrseg.models.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -307,6 +309,8 @@ def _train(config: Config, out: Path, ctx: D.DistContext, *, resume: bool, progr
         c = make_checkpoint(
             raw_model,
             input_spec,
+            labels=LabelSpec.for_outputs(config.model.num_classes),
+            tissue=TissueSettings(mpp=config.data.tissue_mpp),
             config=config.to_dict(),
             epoch=epoch,
             best_val_loss=None if math.isinf(best) else best,
