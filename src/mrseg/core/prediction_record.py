@@ -7,7 +7,12 @@ by evaluation, the demo's mimic scores and the viewer. The JSON layout::
     checkpoint  {path, sha256, model, model_kwargs, input (InputSpec), labels (LabelSpec)}
     settings    the prediction settings that shape the outputs
     map         {mpp (um per map pixel), shape [H, W], dtype (uint8|float16), scale (255|1), channels, content}
-    outputs     {key: file name in the same folder}: map, overlay, record, ...
+    outputs     {key: file name in the same folder}: see below
+
+Output keys: ``map`` (foreground probability: the one class of a binary task, ``1 - P(background)``
+otherwise), ``record`` (this file), ``overlay`` (PNG), optional ``geojson``; multi-class tasks add
+``class<k>`` (probability of class ``k = 1 .. C-1``) and ``labels`` (label map: the most probable
+class per pixel, ``uint8``).
     tiles, pixels_read, polygons, timings, run, mrseg_version
 
 Map pixel ``(u, v)`` covers level-0 ``[u*d, (u+1)*d) x [v*d, (v+1)*d)`` with ``d = map.mpp / slide.mpp``.
@@ -82,6 +87,19 @@ class PredictionRecord:
         if key not in self.outputs:
             raise DataError(f"{self.path}: no output {key!r} recorded (has {sorted(self.outputs)})")
         return self.folder / self.outputs[key]
+
+    def class_map_path(self, k: int) -> Path:
+        """Probability map of class ``k`` (``1 .. C-1``); for binary tasks class 1 is the ``map``."""
+        if not 1 <= k < self.labels.num_classes:
+            raise DataError(f"{self.path}: no class {k} (classes {list(self.labels.classes)})")
+        if self.labels.is_binary:
+            return self.map_path
+        return self.output(f"class{k}")
+
+    @property
+    def label_map_path(self) -> Path | None:
+        """The label-map TIFF of a multi-class prediction (None when not written)."""
+        return self.folder / self.outputs["labels"] if "labels" in self.outputs else None
 
     @property
     def map_pixel_l0(self) -> float:

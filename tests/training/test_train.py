@@ -25,7 +25,7 @@ from mrseg.training.loop import TrainingInterrupted, resume_config, train
 from mrseg.training.losses import SegmentationLoss, conv_weights, l2_penalty
 from training_data import make_dataset, tiny_overrides
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
