@@ -173,6 +173,25 @@ def test_truth_from_a_manifest(tmp_path: Path) -> None:
     assert entries["s1"].truth == tmp_path / "annotations" / "s1.geojson"
 
 
+def test_truth_folder_names_and_conflicts(tmp_path: Path) -> None:
+    write_truth(tmp_path / "t", ["s1"])
+    (tmp_path / "t" / "s2_mask.tif").write_bytes(b"")
+    (tmp_path / "t" / "notes.txt").write_text("ignored")
+    assert {stem: e.truth.name for stem, e in find_truth(tmp_path / "t").items()} == {
+        "s1": "s1.geojson",
+        "s2": "s2_mask.tif",
+    }
+    (tmp_path / "t" / "s1_annotations.xml").write_text("<ASAP_Annotations/>")
+    with pytest.raises(DataError, match=r"two truth files for slide 's1': s1\.geojson and s1_annotations\.xml"):
+        find_truth(tmp_path / "t")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no annotation or mask files"):
+        find_truth(tmp_path / "empty")
+    (tmp_path / "m.csv").write_text("slide,annotation\nslides/s1.tif,\n")
+    with pytest.raises(DataError, match=r"s1\.tif has neither annotation nor mask"):
+        find_truth(tmp_path / "m.csv")
+
+
 def test_predict_then_evaluate_from_the_cli(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     slide = write_slide(tmp_path / "s1.tif")

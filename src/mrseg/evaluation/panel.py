@@ -30,7 +30,8 @@ def write_panel(
 
     The thumbnail is read at ``max(slide_mpp, longest side in µm / max_side)`` µm/px; without the
     slide file the H&E column is white (a warning says so). Truth and maps are sampled on the
-    thumbnail's grid, so the columns are pixel-aligned.
+    thumbnail's grid, so the columns are pixel-aligned; multi-class truth is drawn in the label
+    spec's colours, the maps are the foreground probability.
     """
     w0, h0 = record.slide_dimensions
     panel_mpp = max(record.slide_mpp, max(w0, h0) * record.slide_mpp / max_side)
@@ -40,7 +41,8 @@ def write_panel(
     labels = truth.annotations.rasterize(grid)
     probabilities = {name: reader.to_probability(reader.sample(grid)) for name, reader in maps.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    return plot_panel(out_dir / f"panel_{stem}.png", thumb, labels, probabilities, title=stem)
+    colors = None if record.labels.is_binary else record.labels.colors
+    return plot_panel(out_dir / f"panel_{stem}.png", thumb, labels, probabilities, title=stem, label_colors=colors)
 
 
 def _thumbnail(truth: SlideTruth, record: PredictionRecord, panel_mpp: float) -> np.ndarray:

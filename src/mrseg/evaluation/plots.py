@@ -40,11 +40,13 @@ def plot_panel(
     *,
     title: str = "",
     cmap: str = "jet",
+    label_colors: Sequence[Sequence[int]] | None = None,
 ) -> Path:
     """One row: H&E thumbnail, ground truth, then each model's probability map (same grid); write a PNG.
 
-    ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive);
-    ``maps`` float probabilities ``(h, w)`` in [0, 1].
+    ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive, drawn white;
+    with ``label_colors``, the RGB colour of each label, for multi-class truth); ``maps`` float
+    probabilities ``(h, w)`` in [0, 1].
     """
     plt = pyplot()
     n = 2 + len(maps)
@@ -54,7 +56,11 @@ def plot_panel(
     axes = axes[0]
     axes[0].imshow(thumbnail)
     axes[0].set_title("H&E")
-    axes[1].imshow(np.asarray(truth) > 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if label_colors is None:
+        axes[1].imshow(np.asarray(truth) > 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        palette = np.asarray(label_colors, dtype=np.uint8)
+        axes[1].imshow(palette[np.clip(np.asarray(truth), 0, len(palette) - 1)], interpolation="nearest")
     axes[1].set_title("Ground truth")
     image = None
     for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):

@@ -72,14 +72,25 @@ def find_truth(truth: str | os.PathLike[str]) -> dict[str, TruthEntry]:
         raise DataError(f"{path}: truth not found (expected a manifest CSV or a folder)")
     if (path / "manifest.csv").is_file():
         return read_truth_manifest(path / "manifest.csv")
+    return scan_truth_folder(path)
+
+
+def truth_stem(path: Path) -> str:
+    """The slide stem a truth file belongs to (``s1_mask.tif`` -> ``s1``)."""
+    stem = path.stem
+    for suffix in TRUTH_STEM_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem
+
+
+def scan_truth_folder(path: Path) -> dict[str, TruthEntry]:
+    """Truth entries of a folder of annotation / mask files named after the slides."""
     out: dict[str, TruthEntry] = {}
     for f in sorted(path.iterdir()):
         if f.suffix.lower() not in TRUTH_SUFFIXES or not f.is_file():
             continue
-        stem = f.stem
-        for suffix in TRUTH_STEM_SUFFIXES:
-            if stem.endswith(suffix):
-                stem = stem[: -len(suffix)]
+        stem = truth_stem(f)
         if stem in out:
             raise DataError(f"{path}: two truth files for slide {stem!r}: {out[stem].truth.name} and {f.name}")
         out[stem] = TruthEntry(stem, f)
@@ -245,4 +256,6 @@ __all__ = [
     "load_truth",
     "open_truth",
     "read_truth_manifest",
+    "scan_truth_folder",
+    "truth_stem",
 ]
