@@ -5,18 +5,37 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
+from typer.testing import CliRunner
 
-from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_settings, stage_key
-from mrseg.demo.cache import Timer
+from mrseg.cli import app
+from mrseg.core.errors import ConfigError, DataError
+from mrseg.core.overrides import parse_overrides
+from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_settings, run_demo, stage_key
+from mrseg.demo.cache import StageRunner, Timer
 from mrseg.demo.mimic import load_lesions, mimic_scores, pick_mimic
-from mrseg.demo.pipeline import model_config
-from mrseg.demo.report import metrics_rows, render_html, rich_table, stage_totals, write_report
+from mrseg.demo.report import (
+    aggregate_markdown,
+    aggregate_seeds,
+    main,
+    metrics_rows,
+    render_html,
+    rich_table,
+    stage_totals,
+    write_report,
+)
+from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
+from mrseg.inference.outputs import write_probability_tiff
+from mrseg.models.checkpoint import load_checkpoint
+from mrseg.training.runlog import EpochMetrics, RunLog
 
 # ----------------------------------------------------------------------------- cache
 
@@ -55,6 +74,26 @@ def test_timer_measures_wall_and_cpu() -> None:
     with Timer() as t:
         sum(i * i for i in range(200_000))
     assert t.seconds > 0 and t.cpu_seconds >= 0
+
+
+def test_stage_runner_reuses_fresh_stages_and_cleans_before_rerunning(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def body(tag: str) -> tuple[list[str], dict[str, Any]]:
+        calls.append(tag)
+        (tmp_path / "out").mkdir(exist_ok=True)
+        (tmp_path / "out" / f"{tag}.txt").write_text(tag)
+        return [f"out/{tag}.txt"], {"tag": tag}
+
+    runner = StageRunner(tmp_path)
+    first = runner.run("s", {"x": 1}, lambda: body("a"), clean=[tmp_path / "out"])
+    again = runner.run("s", {"x": 1}, lambda: body("b"), clean=[tmp_path / "out"])
+    assert calls == ["a"] and not first.cached and again.cached and again.info == {"tag": "a"}
+    changed = runner.run("s", {"x": 2}, lambda: body("c"), clean=[tmp_path / "out"])
+    assert calls == ["a", "c"] and changed.info == {"tag": "c"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c.txt"]  # the old outputs were removed
+    assert [r.info["tag"] for r in runner.records] == ["a", "a", "c"]
+    assert StageRunner(tmp_path, fresh=True).run("s", {"x": 2}, lambda: body("d")).info == {"tag": "d"}
 
 
 # ----------------------------------------------------------------------------- settings
@@ -109,8 +148,6 @@ def _hist(seed: int, separable: float) -> BinaryHistogram:
 
 def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
     """A demo folder with the files the report reads, and its results dictionary."""
-    from mrseg.training.runlog import EpochMetrics, RunLog
-
     models: dict[str, Any] = {}
     for i, spec in enumerate(MODELS):
         entry: dict[str, Any] = {"label": spec.label, "mpps": list(spec.mpps), "train": {"best_epoch": 2}}
@@ -172,8 +209,6 @@ def test_report_handles_undefined_auc(tmp_path: Path) -> None:
 
 
 def test_rich_table_lists_six_models(tmp_path: Path) -> None:
-    from rich.console import Console
-
     console = Console(width=200, record=True)
     console.print(rich_table(_fake_demo(tmp_path)))
     text = console.export_text()
@@ -189,7 +224,6 @@ def _square(x0: float, y0: float, side: float) -> list[list[list[float]]]:
 
 def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
     """A map that is 1 on the tumour nest and 0.2 on the mimic scores exactly that."""
-    from mrseg.inference.outputs import write_probability_tiff
 
     def feature(kind: str, x0: float, side: float) -> dict[str, Any]:
         return {
@@ -232,8 +266,6 @@ def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
 
 
 def test_load_lesions_rejects_non_layout(tmp_path: Path) -> None:
-    from mrseg.core.errors import DataError
-
     bad = tmp_path / "bad.geojson"
     bad.write_text("[]")
     with pytest.raises(DataError, match=r"bad\.geojson"):
@@ -245,8 +277,6 @@ def test_load_lesions_rejects_non_layout(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from mrseg.demo import run_demo
-
     out = tmp_path_factory.mktemp("demo")
     return out, run_demo(out, quick_settings(device="cpu"))
 
@@ -257,8 +287,6 @@ def _is_png(path: Path) -> bool:
 
 @pytest.mark.slow
 def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
-    from mrseg.models.checkpoint import load_checkpoint
-
     out, result = quick_run
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {m.key for m in MODELS}
@@ -297,10 +325,6 @@ def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
 
 @pytest.mark.slow
 def test_quick_demo_rerun_reuses_stages(quick_run: tuple[Path, Any]) -> None:
-    from typer.testing import CliRunner
-
-    from mrseg.cli import app
-
     out, first = quick_run
     before = (out / "runs" / "unet_0.5" / "best.pt").stat().st_mtime_ns
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
@@ -314,8 +338,6 @@ def test_quick_demo_rerun_reuses_stages(quick_run: tuple[Path, Any]) -> None:
 
 @pytest.mark.slow
 def test_quick_demo_changed_setting_reruns_dependent_stages(quick_run: tuple[Path, Any]) -> None:
-    from mrseg.demo import run_demo
-
     out, _ = quick_run
     result = run_demo(out, quick_settings(device="cpu", eval_mpp=4.0))
     ran = {r.name for r in result.stages if not r.cached}
@@ -324,8 +346,6 @@ def test_quick_demo_changed_setting_reruns_dependent_stages(quick_run: tuple[Pat
 
 
 def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mrseg.demo.report import aggregate_markdown, aggregate_seeds, main
-
     runs = []
     for seed, auc in enumerate((0.8, 0.9, math.nan)):
         r = _fake_demo(tmp_path)
@@ -345,12 +365,13 @@ def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main([str(tmp_path / "s0"), str(tmp_path / "s1")]) == 0
     assert "Seeds 0, 1" in capsys.readouterr().out
     assert main([]) == 2
+    # the documented short command (src/mrseg/report.py) runs the same main
+    shim = [sys.executable, "-m", "mrseg.report", str(tmp_path / "s0"), str(tmp_path / "s1")]
+    done = subprocess.run(shim, capture_output=True, text=True, check=True)
+    assert "Seeds 0, 1" in done.stdout and "MRN-bilinear" in done.stdout
 
 
 def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:
-    from mrseg.core.errors import ConfigError
-    from mrseg.core.overrides import parse_overrides
-
     assert parse_overrides(["train.epochs=40", "model.width=16", "augment.enabled=false"]) == {
         "train.epochs": 40,
         "model.width": 16,
@@ -364,10 +385,6 @@ def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:
 
 
 def test_cli_demo_rejects_bad_set(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from mrseg.cli import app
-
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "oops"])
     assert result.exit_code == 1
     assert "key=value" in result.output

@@ -13,15 +13,18 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from mrseg.cli import app
-from mrseg.core.errors import DataError
+from mrseg.core.errors import ConfigError, DataError
 from mrseg.core.input_spec import InputSpec
-from mrseg.evaluation.evaluate import evaluate, find_truth
+from mrseg.evaluation.evaluate import evaluate
 from mrseg.evaluation.metrics import mask_scores
-from mrseg.inference.cluster import run_slide
+from mrseg.evaluation.settings import EvaluateSettings
+from mrseg.evaluation.truth import find_truth
+from mrseg.inference.cluster import predict_slides, run_slide
 from mrseg.inference.outputs import write_probability_tiff
 from mrseg.inference.predict import PredictSettings
 from mrseg.models import create_model
 from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
+from mrseg.synth import generate
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
 DIMS = (400, 300)  # level-0 (width, height) at 0.5 µm/px
@@ -143,12 +146,50 @@ def test_mismatched_slide_sets_are_refused(tmp_path: Path) -> None:
         evaluate({"m": tmp_path / "t"}, truth, tmp_path / "r")
 
 
+def test_bad_settings_and_unknown_panel(tmp_path: Path) -> None:
+    for changes, message in [
+        ({"within": "everywhere"}, "within must be 'tissue' or 'slide'"),
+        ({"mpp": 0.0}, "mpp must be a positive number"),
+        ({"bins": 1}, "bins must be an integer >= 2"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            EvaluateSettings(**changes)  # type: ignore[arg-type]
+    assert EvaluateSettings(panels=["a"]).panels == ("a",)
+    slide = write_slide(tmp_path / "a.tif")
+    write_prediction(tmp_path / "pred", "a", noisy_prediction(0, 0.5), slide)
+    truth = write_truth(tmp_path / "t", ["a"])
+    with pytest.raises(DataError, match=r"--panel: unknown slide\(s\) zz; known: a"):
+        evaluate({"m": tmp_path / "pred"}, truth, tmp_path / "r", within="slide", panels=["zz"])
+    with pytest.raises(TypeError):
+        evaluate({"m": tmp_path / "pred"}, truth, tmp_path / "r", nonsense=1)
+    assert not (tmp_path / "r").exists()  # nothing written before the inputs are checked
+
+
 def test_truth_from_a_manifest(tmp_path: Path) -> None:
     write_truth(tmp_path / "annotations", ["s1"])
     (tmp_path / "manifest.csv").write_text("slide,annotation,mask,split\nslides/s1.tif,annotations/s1.geojson,,test\n")
     entries = find_truth(tmp_path)
     assert entries["s1"].slide == tmp_path / "slides" / "s1.tif"
     assert entries["s1"].truth == tmp_path / "annotations" / "s1.geojson"
+
+
+def test_truth_folder_names_and_conflicts(tmp_path: Path) -> None:
+    write_truth(tmp_path / "t", ["s1"])
+    (tmp_path / "t" / "s2_mask.tif").write_bytes(b"")
+    (tmp_path / "t" / "notes.txt").write_text("ignored")
+    assert {stem: e.truth.name for stem, e in find_truth(tmp_path / "t").items()} == {
+        "s1": "s1.geojson",
+        "s2": "s2_mask.tif",
+    }
+    (tmp_path / "t" / "s1_annotations.xml").write_text("<ASAP_Annotations/>")
+    with pytest.raises(DataError, match=r"two truth files for slide 's1': s1\.geojson and s1_annotations\.xml"):
+        find_truth(tmp_path / "t")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no annotation or mask files"):
+        find_truth(tmp_path / "empty")
+    (tmp_path / "m.csv").write_text("slide,annotation\nslides/s1.tif,\n")
+    with pytest.raises(DataError, match=r"s1\.tif has neither annotation nor mask"):
+        find_truth(tmp_path / "m.csv")
 
 
 def test_predict_then_evaluate_from_the_cli(tmp_path: Path) -> None:
@@ -174,9 +215,6 @@ def test_predict_then_evaluate_from_the_cli(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_predict_and_evaluate_a_synth_folder(tmp_path: Path) -> None:
-    from mrseg.inference.cluster import predict_slides
-    from mrseg.synth import generate
-
     torch.set_num_threads(1)
     manifest = generate(tmp_path / "synth", 2, seed=0, size_px=1024, mpp=0.5)
     slides = sorted((tmp_path / "synth" / "slides").glob("*.tif"))

@@ -1,4 +1,4 @@
-"""Streaming histogram metrics against scikit-learn and hand-made masks."""
+"""Streaming histogram metrics and confusion matrices against scikit-learn and hand-made masks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mrseg.evaluation.metrics import BinaryHistogram, mask_scores
+from mrseg.core.encoding import FLOAT16, UINT8
+from mrseg.evaluation.metrics import BinaryHistogram, ClassMetrics, ConfusionMatrix, mask_scores
 
 
 def test_streaming_auc_matches_sklearn_on_uint8_maps() -> None:
@@ -79,3 +80,65 @@ def test_perfect_and_degenerate_cases() -> None:
     assert np.isnan(hist.auc())
     with pytest.raises(ValueError):
         mask_scores(np.ones(3), np.ones(4))
+
+
+def test_update_encoded_is_update_uint8_or_decoded_update() -> None:
+    rng = np.random.default_rng(3)
+    values, truth = rng.integers(0, 256, 500).astype(np.uint8), rng.random(500) < 0.4
+    a, b = BinaryHistogram(64), BinaryHistogram(64)
+    a.update_encoded(values, UINT8, truth)
+    b.update_uint8(values, truth)
+    np.testing.assert_array_equal(a.pos, b.pos)
+    probs = (values / 255).astype(np.float16)
+    c, d = BinaryHistogram(64), BinaryHistogram(64)
+    c.update_encoded(probs, FLOAT16, truth)
+    d.update(probs.astype(np.float32), truth)
+    np.testing.assert_array_equal(c.neg, d.neg)
+
+
+def test_confusion_matrix_by_hand() -> None:
+    truth = np.array([[0, 0, 1, 1], [2, 2, 2, 0]])
+    pred = np.array([[0, 1, 1, 0], [2, 1, 2, 0]])
+    cm = ConfusionMatrix(3)
+    cm.update(truth, pred)
+    assert cm.counts.tolist() == [[2, 1, 0], [1, 1, 0], [0, 1, 2]]
+    assert cm.one_vs_rest(1) == (1, 2, 1, 4)  # tp, fp, fn, tn of class 1
+    assert cm.scores(1)["dice"] == pytest.approx(2 / 5) and cm.scores(1)["iou"] == pytest.approx(1 / 4)
+    assert cm.scores(2)["dice"] == pytest.approx(4 / 5) and cm.scores(2)["recall"] == pytest.approx(2 / 3)
+    assert cm.accuracy() == pytest.approx(5 / 8)
+    valid = np.array([[1, 1, 1, 1], [0, 0, 0, 0]], bool)
+    masked = ConfusionMatrix(3)
+    masked.update(truth, pred, valid)
+    assert masked.counts.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+    cm += masked
+    assert cm.total == 12
+    with pytest.raises(ValueError, match=r"truth label 3 outside 0\.\.2"):
+        cm.update(np.array([3]), np.array([0]))
+    with pytest.raises(ValueError, match="different sizes"):
+        cm += ConfusionMatrix(4)
+
+
+def test_class_metrics_summary_and_macro_over_foreground() -> None:
+    truth = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    pred = np.array([0, 0, 1, 1, 1, 2, 0, 2])
+    stored = [np.where(pred == k, 204, 25).astype(np.uint8) for k in range(3)]
+    metrics = ClassMetrics(("background", "a", "b"), bins=64)
+    metrics.update([(v, UINT8) for v in stored], truth, pred)
+    summary = metrics.summary()
+    a, b = summary["classes"]["a"], summary["classes"]["b"]
+    assert (a["tp"], a["fp"], a["fn"]) == (2, 1, 0) and a["dice"] == pytest.approx(4 / 5)
+    assert (b["tp"], b["fp"], b["fn"]) == (2, 0, 1) and b["dice"] == pytest.approx(4 / 5)
+    assert summary["macro"]["dice"] == pytest.approx(4 / 5)
+    assert summary["macro"]["iou"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert a["auc"] == pytest.approx(roc_auc_score(truth == 1, stored[1] / 255))
+    assert summary["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 2]]
+    assert summary["accuracy"] == pytest.approx(6 / 8)
+    # a class absent from truth and prediction has undefined Dice and drops out of the macro mean
+    absent = ClassMetrics(("background", "a", "b"), bins=64)
+    absent.update([(v, UINT8) for v in stored], np.minimum(truth, 1), np.minimum(pred, 1))
+    assert np.isnan(absent.summary()["classes"]["b"]["dice"])
+    assert absent.summary()["macro"]["dice"] == absent.summary()["classes"]["a"]["dice"]
+    metrics += absent
+    assert metrics.confusion.total == 16 and metrics.histograms[1].n_pos == 2 + 5
+    with pytest.raises(ValueError, match="2 probability maps for 3 classes"):
+        metrics.update([(stored[0], UINT8), (stored[1], UINT8)], truth, pred)

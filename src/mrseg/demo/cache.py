@@ -1,5 +1,8 @@
 """Stage cache of the demo: a small JSON per finished stage, keyed on a hash of what the stage used.
 
+:class:`StageRunner` runs a stage through the cache: reused when fresh, else its old outputs are
+removed, the body runs (timed) and its record is stored.
+
 A stage is *fresh* when ``DIR/.stages/<name>.json`` exists, records the same key (SHA-256 of the
 stage's resolved settings and of its inputs' keys) and every output it lists still exists. The
 record is written last and atomically, so an interrupted stage is never mistaken for a finished one.
@@ -11,7 +14,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,3 +150,48 @@ class Timer:
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t0
         self.cpu_seconds = _cpu_seconds() - self.c0
+
+
+def fmt_seconds(seconds: float) -> str:
+    """``42 s`` below 90 seconds, ``1.5 min`` above (log messages)."""
+    seconds = max(0.0, seconds)
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+class StageRunner:
+    """Runs one stage through the cache and keeps every record (in order) for the report."""
+
+    def __init__(self, root: Path, fresh: bool = False) -> None:
+        self.cache = StageCache(root, fresh=fresh)
+        self.records: list[StageRecord] = []
+
+    def run(
+        self,
+        name: str,
+        payload: Any,
+        body: Callable[[], tuple[list[str], dict[str, Any]]],
+        clean: Sequence[Path] = (),
+    ) -> StageRecord:
+        """Reuse stage ``name`` when its record matches ``payload``'s key, else remove ``clean`` and run ``body``.
+
+        ``body`` returns the stage's outputs (paths relative to the demo folder) and extra facts;
+        the record is stored after it returns.
+        """
+        key = stage_key(payload)
+        record = self.cache.lookup(name, key)
+        if record is not None:
+            log.info("stage %s: reused (finished %s, took %s)", name, record.finished, fmt_seconds(record.seconds))
+            self.records.append(record)
+            return record
+        self.cache.invalidate(name)
+        for path in clean:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        with Timer() as timer:
+            outputs, info = body()
+        record = self.cache.store(name, key, outputs, timer.seconds, timer.cpu_seconds, info)
+        log.info("stage %s: done in %s (CPU %s)", name, fmt_seconds(timer.seconds), fmt_seconds(timer.cpu_seconds))
+        self.records.append(record)
+        return record

@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from mrseg.core.encoding import ProbabilityEncoding
 from mrseg.core.errors import DataError
+from mrseg.core.figures import pyplot, save_figure
 from mrseg.core.prediction_record import PredictionRecord, read_prediction_record
+from mrseg.evaluation.maps import MapReader
+from mrseg.wsi.annotations import load_annotations
 from mrseg.wsi.annotations.raster import fill_rings
-from mrseg.wsi.geometry import ReadGrid, sample_nearest
+from mrseg.wsi.geometry import ReadGrid
+from mrseg.wsi.slide import Slide
 
 log = logging.getLogger(__name__)
 
@@ -88,25 +91,15 @@ def load_lesions(layout_path: str | os.PathLike[str], kinds: tuple[str, ...] = K
     return out
 
 
-def _read_map(tif: Path) -> np.ndarray:
-    """Level 0 of a probability TIFF as float32 probabilities in [0, 1]."""
-    import tifffile
-
-    values = np.asarray(tifffile.imread(tif, series=0, level=0))
-    if values.ndim == 3:
-        values = values[..., 0]
-    return ProbabilityEncoding.of(values.dtype).decode(values)
-
-
 def _record(pred_dir: Path, stem: str) -> PredictionRecord:
     """The prediction record ``<stem>.json`` of ``mrseg predict`` in ``pred_dir``."""
     return read_prediction_record(pred_dir / f"{stem}.json")
 
 
 def _sample(record: PredictionRecord, grid: ReadGrid) -> np.ndarray:
-    """A prediction's probability map (level 0 of its TIFF) sampled, nearest, on ``grid`` (0 outside)."""
-    values = _read_map(record.map_path)
-    return sample_nearest(values, ReadGrid.of_map(values.shape, record.map_pixel_l0), grid)
+    """A prediction's probability map (full resolution) sampled, nearest, on ``grid`` (0 outside)."""
+    with MapReader(record.map_path, record) as reader:
+        return reader.to_probability(reader.sample(grid))
 
 
 def mimic_scores(
@@ -189,12 +182,19 @@ def plot_mimic_crop(
     The crop is a square of level-0 pixels centred on the mimic's bounding box, extending ``margin_um``
     microns beyond it (enough to show the mantle ring), drawn at ``crop_mpp`` µm/px.
     """
-    from mrseg.core.figures import pyplot, save_figure
-    from mrseg.wsi.annotations import load_annotations
-    from mrseg.wsi.slide import Slide
+    image, grid, dims, slide_mpp = _read_crop(slide_path, lesion, margin_um, crop_mpp)
+    with load_annotations(annotation_path, slide_dimensions=dims) as annotations:
+        truth = annotations.rasterize(grid) > 0
+    maps = {name: _sample(_record(Path(folder), stem), grid) for name, folder in preds.items()}
+    field_um = (grid.box_l0[2] - grid.box_l0[0]) * slide_mpp
+    title = f"Tumour mimic on test slide {stem} ({field_um:.0f} µm field, label 0)"
+    return _draw_crop(path, image, truth, maps, lesion, grid, title)
 
-    plt = pyplot()
 
+def _read_crop(
+    slide_path: str | os.PathLike[str], lesion: Lesion, margin_um: float, crop_mpp: float
+) -> tuple[np.ndarray, ReadGrid, tuple[int, int], float]:
+    """The crop's H&E, its grid, the slide's level-0 dimensions and mpp."""
     with Slide.open(slide_path) as slide:
         slide_mpp = float(slide.mpp)
         bx0, by0, bx1, by1 = lesion.bounds_l0
@@ -202,36 +202,43 @@ def plot_mimic_crop(
         cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
         box = (cx - half, cy - half, cx + half, cy + half)
         side = max(16, round(2 * half * slide_mpp / crop_mpp))
-        grid = ReadGrid(box, (side, side))
         image = slide.read_box(box, (side, side))
         dims = (int(slide.dimensions[0]), int(slide.dimensions[1]))
-    annotations = load_annotations(annotation_path, slide_dimensions=dims)
-    try:
-        truth = annotations.rasterize(grid) > 0
-    finally:
-        annotations.close()
-    maps = {}
-    for name, folder in preds.items():
-        maps[name] = _sample(_record(Path(folder), stem), grid)
+    return image, ReadGrid(box, (side, side)), dims, slide_mpp
+
+
+def _draw_crop(
+    path: str | os.PathLike[str],
+    image: np.ndarray,
+    truth: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    lesion: Lesion,
+    grid: ReadGrid,
+    title: str,
+) -> Path:
+    """One row: H&E with the mimic dashed, ground truth, each model's map with its mean inside the mimic."""
+    plt = pyplot()
     n = 2 + len(maps)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0), dpi=110, squeeze=False)
     axes = axes[0]
-    scale = side / (2 * half)
+    x0, y0 = grid.box_l0[:2]
+    scale = 1 / grid.scale[0]
     axes[0].imshow(image)
     for ring in lesion.rings[:1]:
-        axes[0].plot((ring[:, 0] - box[0]) * scale, (ring[:, 1] - box[1]) * scale, color="yellow", lw=1.0, ls="--")
+        axes[0].plot((ring[:, 0] - x0) * scale, (ring[:, 1] - y0) * scale, color="yellow", lw=1.0, ls="--")
     axes[0].set_title("H&E (mimic dashed)")
     axes[1].imshow(truth, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axes[1].set_title("Ground truth")
     image_handle = None
+    inside_mimic = fill_rings(lesion.rings, grid).astype(bool)
     for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):
         image_handle = ax.imshow(prob, cmap="jet", vmin=0, vmax=1, interpolation="nearest")
-        inside = prob[fill_rings(lesion.rings, grid).astype(bool)]
+        inside = prob[inside_mimic]
         ax.set_title(f"{name}\nmean p in mimic {float(inside.mean()) if inside.size else math.nan:.2f}", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     if image_handle is not None:
         fig.colorbar(image_handle, ax=list(axes), fraction=0.02, pad=0.01, label="probability")
-    fig.suptitle(f"Tumour mimic on test slide {stem} ({2 * half * slide_mpp:.0f} µm field, label 0)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     return save_figure(fig, path, tight=True)

@@ -17,12 +17,18 @@ import json
 import logging
 import math
 import os
+import statistics
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.figures import pyplot, save_figure
+from mrseg.evaluation.metrics import BinaryHistogram
+from mrseg.training.runlog import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +105,6 @@ def stage_totals(results: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 def plot_rocs(root: str | os.PathLike[str], results: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Validation and test ROC curves of every model side by side (pooled pixels), AUCs in the legends."""
-    from mrseg.evaluation.metrics import BinaryHistogram
-
     root = Path(root)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=110)
@@ -127,8 +131,6 @@ def plot_training_curves(
     root: str | os.PathLike[str], results: Mapping[str, Any], path: str | os.PathLike[str]
 ) -> Path:
     """Training and validation loss (data loss, without L2) per epoch for every model; best epochs marked."""
-    from mrseg.training.runlog import read_metrics
-
     root = Path(root)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110, sharey=True)
@@ -287,8 +289,6 @@ def write_report(root: str | os.PathLike[str], results: Mapping[str, Any]) -> tu
 
 def rich_table(results: Mapping[str, Any]) -> Any:
     """The compact metrics table (AUC, Dice and IoU at 0.5 per split) as a :class:`rich.table.Table`."""
-    from rich.table import Table
-
     table = Table(title="mrseg demo: pixel-level metrics (pooled)")
     table.add_column("model", no_wrap=True, min_width=14)
     for split in ("val", "test"):
@@ -318,8 +318,6 @@ def aggregate_seeds(runs: list[Mapping[str, Any]]) -> dict[str, dict[str, dict[s
     dict
         ``{model key: {split: {metric: {"mean", "std", "min", "max", "n"}}}}``; NaN values are skipped.
     """
-    import statistics
-
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     keys = [k for k in runs[0]["models"] if all(k in r["models"] for r in runs)] if runs else []
     for key in keys:
@@ -362,8 +360,6 @@ def aggregate_markdown(runs: list[Mapping[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mrseg.demo.report DIR [DIR ...]``: print the over-seeds table of several demo folders."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     if not args:
         sys.stderr.write("usage: python -m mrseg.demo.report DEMO_DIR [DEMO_DIR ...]\n")

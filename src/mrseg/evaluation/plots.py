@@ -1,9 +1,10 @@
-"""Figures of an evaluation: ROC overlay of several models (the paper's Fig. 3) and per-slide panels (Fig. 4)."""
+"""Figures of an evaluation: ROC overlay of several models (the paper's Fig. 3), per-slide panels (Fig. 4),
+and for multi-class tasks per-class ROC curves and confusion matrices."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,13 @@ def plot_panel(
     *,
     title: str = "",
     cmap: str = "jet",
+    label_colors: Sequence[Sequence[int]] | None = None,
 ) -> Path:
     """One row: H&E thumbnail, ground truth, then each model's probability map (same grid); write a PNG.
 
-    ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive);
-    ``maps`` float probabilities ``(h, w)`` in [0, 1].
+    ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive, drawn white;
+    with ``label_colors``, the RGB colour of each label, for multi-class truth); ``maps`` float
+    probabilities ``(h, w)`` in [0, 1].
     """
     plt = pyplot()
     n = 2 + len(maps)
@@ -53,7 +56,11 @@ def plot_panel(
     axes = axes[0]
     axes[0].imshow(thumbnail)
     axes[0].set_title("H&E")
-    axes[1].imshow(np.asarray(truth) > 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if label_colors is None:
+        axes[1].imshow(np.asarray(truth) > 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        palette = np.asarray(label_colors, dtype=np.uint8)
+        axes[1].imshow(palette[np.clip(np.asarray(truth), 0, len(palette) - 1)], interpolation="nearest")
     axes[1].set_title("Ground truth")
     image = None
     for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):
@@ -66,4 +73,70 @@ def plot_panel(
         fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="probability")
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path, tight=True)
+
+
+def plot_class_rocs(
+    path: str | os.PathLike[str],
+    curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, float]]],
+    colors: Mapping[str, Sequence[int]],
+    *,
+    title: str = "One-vs-rest ROC per class",
+) -> Path:
+    """One panel per model, one ROC curve per class ``{model: {class: (fpr, tpr, auc)}}``; write a PNG.
+
+    ``colors`` gives each class's RGB (0..255) colour (the label spec's).
+    """
+    plt = pyplot()
+    n = max(1, len(curves))
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 4.6), dpi=120, squeeze=False)
+    for ax, (model, by_class) in zip(axes[0], curves.items(), strict=True):
+        for name, (fpr, tpr, auc) in by_class.items():
+            rgb = tuple(v / 255 for v in colors.get(name, (128, 128, 128)))
+            ax.plot(fpr, tpr, lw=1.6, color=rgb, label=f"{name} ({auc:.4f})")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=model)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7, title="class (AUC)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_confusion(
+    path: str | os.PathLike[str],
+    matrices: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    *,
+    title: str = "Confusion matrix",
+) -> Path:
+    """One heat map per model of ``counts[truth, predicted]``, each row as shares of its truth pixels; write a PNG.
+
+    Cells show the share (and the pixel count); rows without truth pixels stay blank.
+    """
+    plt = pyplot()
+    n = max(1, len(matrices))
+    c = len(classes)
+    side = 1.0 + 0.7 * c
+    fig, axes = plt.subplots(1, n, figsize=(side * n + 1.6, side + 0.8), dpi=120, squeeze=False, sharey=True)
+    image = None
+    for ax, (model, counts) in zip(axes[0], matrices.items(), strict=True):
+        counts = np.asarray(counts, dtype=np.float64)
+        rows = counts.sum(axis=1, keepdims=True)
+        shares = np.divide(counts, rows, out=np.full_like(counts, np.nan), where=rows > 0)
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        for t in range(c):
+            for p in range(c):
+                if shares[t, p] == shares[t, p]:
+                    ink = "white" if shares[t, p] > 0.6 else "black"
+                    ax.text(p, t, f"{shares[t, p]:.2f}\n{int(counts[t, p])}", ha="center", va="center", fontsize=6,
+                            color=ink)  # fmt: skip
+        ax.set_xticks(range(c), classes, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(c), classes, fontsize=7)
+        ax.set(xlabel="predicted", title=model)
+    axes[0][0].set_ylabel("truth")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), fraction=0.03, pad=0.02, label="share of truth pixels")
+    fig.suptitle(title)
     return save_figure(fig, path, tight=True)
