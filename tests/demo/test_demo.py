@@ -189,7 +189,7 @@ def _square(x0: float, y0: float, side: float) -> list[list[list[float]]]:
 
 def test_mimic_scores_on_synthetic_maps(tmp_path: Path) -> None:
     """A map that is 1 on the tumour nest and 0.2 on the mimic scores exactly that."""
-    from mrseg.inference.outputs import write_probability_tiff
+    from mrseg.inference.writers.tiff import write_probability_tiff
 
     def feature(kind: str, x0: float, side: float) -> dict[str, Any]:
         return {

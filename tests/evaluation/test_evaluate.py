@@ -17,9 +17,9 @@ from mrseg.core.errors import DataError
 from mrseg.core.input_spec import InputSpec
 from mrseg.evaluation.evaluate import evaluate, find_truth
 from mrseg.evaluation.metrics import mask_scores
-from mrseg.inference.cluster import run_slide
-from mrseg.inference.outputs import write_probability_tiff
-from mrseg.inference.predict import PredictSettings
+from mrseg.inference.runner import run_slide
+from mrseg.inference.settings import PredictSettings
+from mrseg.inference.writers.tiff import write_probability_tiff
 from mrseg.models import create_model
 from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.wsi.tiff import write_pyramidal_tiff

@@ -281,8 +281,9 @@ def run_demo(
         done_cost += COST.get(len(spec.mpps), 1.0)
 
     # 3. prediction
-    from mrseg.inference.cluster import file_sha256, predict_slides
-    from mrseg.inference.predict import PredictSettings
+    from mrseg.inference.cluster import predict_slides
+    from mrseg.inference.runner import file_sha256
+    from mrseg.inference.settings import PredictSettings
 
     predict_settings = PredictSettings(
         device=device, overlap=settings.overlap, batch_size=64, loader_threads=max(1, settings.workers)
