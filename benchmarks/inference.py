@@ -1,7 +1,7 @@
 """Whole-slide inference benchmark: pipeline efficiency, read amplification and peak memory.
 
 For each model (U-Net, MRN with J=4) and slide size, a fresh child process runs
-:func:`mrseg.inference.cluster.run_slide` on a generated slide (slide open -> pyramidal TIFF, overlay and
+:func:`mrseg.inference.runner.run_slide` on a generated slide (slide open -> pyramidal TIFF, overlay and
 JSON written) with default settings, and the bare model on in-memory tensors of the same batch
 shape. Reported per run:
 
@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mrseg.core.tissue_spec import TissueSettings
 
 MODELS = {"unet": ("unet", (0.5,)), "mrn": ("mrn_bilinear", (0.5, 1.0, 2.0, 4.0))}
 
@@ -108,8 +106,10 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process (so peak RSS is this run's)."""
     import torch
 
-    from mrseg.inference.cluster import run_slide
-    from mrseg.inference.predict import PredictSettings, make_tiling, prepare_model
+    from mrseg.inference.predictor import prepare_model
+    from mrseg.inference.runner import run_slide
+    from mrseg.inference.settings import PredictSettings
+    from mrseg.inference.splitter import make_tiling, tissue_filter
     from mrseg.models.checkpoint import load_checkpoint
     from mrseg.wsi.slide import Slide
     from mrseg.wsi.tissue import tissue_mask
@@ -145,7 +145,7 @@ def child(args: argparse.Namespace) -> None:
     record = json.loads((Path(args.outdir) / f"{Path(args.slide).stem}.json").read_text())
     with Slide.open(args.slide) as slide:
         dims, slide_mpp = slide.dimensions, slide.mpp
-        tm = tissue_mask(slide, TissueSettings(mpp=settings.tissue_mpp))
+        tm = tissue_mask(slide, settings.tissue_settings(ckpt.tissue))
     tiling = make_tiling(
         dims,
         slide_mpp,
@@ -153,7 +153,7 @@ def child(args: argparse.Namespace) -> None:
         spec.size_px,
         settings.overlap,
         settings.chunk_tiles,
-        lambda boxes: np.array([tm.fraction_in_box(tuple(b)) > 0 for b in boxes], dtype=bool),
+        tissue_filter(tm),
     )
     assert tiling.n_tiles == result.tiles, (tiling.n_tiles, result.tiles)
     needed = _union_pixels(tiling, spec.mpps, spec.size_px, dims, slide_mpp)

@@ -33,7 +33,7 @@ from mrseg.demo.report import (
 )
 from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
-from mrseg.inference.outputs import write_probability_tiff
+from mrseg.inference.writers.tiff import write_probability_tiff
 from mrseg.models.checkpoint import load_checkpoint
 from mrseg.training.runlog import EpochMetrics, RunLog
 

@@ -19,9 +19,10 @@ from mrseg.evaluation.evaluate import evaluate
 from mrseg.evaluation.metrics import mask_scores
 from mrseg.evaluation.settings import EvaluateSettings
 from mrseg.evaluation.truth import find_truth
-from mrseg.inference.cluster import predict_slides, run_slide
-from mrseg.inference.outputs import write_probability_tiff
-from mrseg.inference.predict import PredictSettings
+from mrseg.inference.cluster import predict_slides
+from mrseg.inference.runner import run_slide
+from mrseg.inference.settings import PredictSettings
+from mrseg.inference.writers.tiff import write_probability_tiff
 from mrseg.models import create_model
 from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.synth import generate

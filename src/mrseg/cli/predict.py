@@ -48,7 +48,7 @@ def predict_command(
     and <stem>_class<k>.tif holds each class. Exits 1 if any slide failed (the others are done).
     """
     from mrseg.inference.cluster import predict_slides
-    from mrseg.inference.predict import PredictSettings
+    from mrseg.inference.settings import DEFAULT_WRITERS, PredictSettings
 
     if threads is not None:
         import torch
@@ -63,11 +63,11 @@ def predict_command(
         batch_size=batch_size,
         overlap=overlap,
         tissue_mask=not no_tissue_mask,
-        mpp=mpp,
+        slide_mpp=mpp,
         out_mpp=out_mpp,
         ramp=ramp,
         float16=float16,
-        geojson=geojson,
+        writers=(*DEFAULT_WRITERS, "geojson") if geojson else DEFAULT_WRITERS,
         threshold=threshold,
         loader_threads=loader_threads,
     )

@@ -5,15 +5,19 @@ by evaluation, the demo's mimic scores and the viewer. The JSON layout::
 
     slide       {path, dimensions [W0, H0] level-0 px, mpp (level 0, um/px), tissue_fraction}
     checkpoint  {path, sha256, model, model_kwargs, input (InputSpec), labels (LabelSpec)}
-    settings    the prediction settings that shape the outputs
+    settings    the prediction settings that shape the outputs, resolved (``PredictSettings.identity()``:
+                tissue settings actually used, writers, overlap, ...)
+    run         {device (resolved), batch_size, backend (used)}
     map         {mpp (um per map pixel), shape [H, W], dtype (uint8|float16), scale (255|1), channels, content}
     outputs     {key: file name in the same folder}: see below
+    writers     {writer name: what it reported}, e.g. {"geojson": {"polygons": 3}} (non-empty reports only)
 
 Output keys: ``map`` (foreground probability: the one class of a binary task, ``1 - P(background)``
-otherwise), ``record`` (this file), ``overlay`` (PNG), optional ``geojson``; multi-class tasks add
-``class<k>`` (probability of class ``k = 1 .. C-1``) and ``labels`` (label map: the most probable
-class per pixel, ``uint8``).
-    tiles, pixels_read, polygons, timings, run, mrseg_version
+otherwise), ``record`` (this file), ``overlay`` (PNG), optional ``geojson`` (features classified by
+the label spec's class names and colours); multi-class tasks add ``class<k>`` (probability of class
+``k = 1 .. C-1``) and ``labels`` (label map: the most probable class per pixel incl. background,
+``uint8``); a writer registered by the user adds its own keys.
+    tiles {total, size, stride}, pixels_read, polygons (GeoJSON features), timings, mrseg_version
 
 Map pixel ``(u, v)`` covers level-0 ``[u*d, (u+1)*d) x [v*d, (v+1)*d)`` with ``d = map.mpp / slide.mpp``.
 """

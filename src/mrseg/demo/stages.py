@@ -25,8 +25,9 @@ from mrseg.demo.mimic import mimic_scores, pick_mimic, plot_mimic_crop
 from mrseg.demo.results import synth_facts
 from mrseg.demo.settings import SPLITS, DemoSettings, ModelSpec
 from mrseg.evaluation.evaluate import evaluate
-from mrseg.inference.cluster import file_sha256, predict_slides
-from mrseg.inference.predict import PredictSettings
+from mrseg.inference.cluster import predict_slides
+from mrseg.inference.runner import file_sha256
+from mrseg.inference.settings import PredictSettings
 from mrseg.synth import SynthParams, generate
 from mrseg.training.config import load_config, update_config
 from mrseg.training.loop import train

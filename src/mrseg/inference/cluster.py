@@ -1,34 +1,42 @@
-"""Running ``predict`` over many slides: one slide's job, a local loop, or a Dask cluster.
+"""Many slides: a local loop, or one Dask task per slide on a cluster.
 
-:func:`run_slide` is the unit of work (predict one slide, write its outputs resumably and
-atomically). :func:`predict_slides` runs it for every slide, either in this process (loading the
-model once) or as one Dask task per slide on an existing distributed cluster (``scheduler``) or
-a :class:`distributed.LocalCluster` it starts (``workers``). Each worker process loads the
-checkpoint once (a per-process cache keyed by path, SHA-256 and device) and reuses it for every
-slide it gets. A failing slide is reported in its :class:`SlideResult` and never stops the others.
+:func:`predict_slides` runs :func:`mrseg.inference.runner.run_slide` for every slide, either in
+this process or as one Dask task per slide on an existing distributed cluster (``scheduler``) or
+a :class:`distributed.LocalCluster` it starts (``workers``). Each process loads a checkpoint and
+its model once (:data:`MODEL_CACHE`, keyed by path, SHA-256, device and precision) and reuses it
+for every slide it gets; every :class:`~mrseg.inference.runner.SlideResult` says which worker ran
+it and how many models that worker had loaded. A failing slide is reported in its result and
+never stops the others.
 
 Dask is optional: ``pip install "mrseg[dask]"``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from mrseg import __version__
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
 from mrseg.core.errors import ConfigError, MrsegError
-from mrseg.inference.predict import ModelFn, PredictSettings, ProgressCallback, predict_slide, prepare_model
+from mrseg.inference.predictor import ModelFn, prepare_model
+from mrseg.inference.runner import SlideResult, file_sha256, run_slide
+from mrseg.inference.settings import PredictSettings
 from mrseg.models.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -36,176 +44,63 @@ log = logging.getLogger(__name__)
 DASK_HINT = 'Dask is needed for --scheduler/--workers: pip install "mrseg[dask]"'
 
 
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (identifies the checkpoint in output records)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+class ModelCache:
+    """Checkpoints and their prepared models, loaded once per process and kept (least recently used first out).
 
-
-@dataclass
-class SlideResult:
-    """Outcome of one slide: ``status`` is ``done``, ``skipped`` or ``failed`` (then ``error`` says why)."""
-
-    slide: str
-    status: str
-    outputs: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    seconds: float = 0.0
-    tiles: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def run_slide(
-    checkpoint_path: str | Path,
-    slide_path: str | Path,
-    out_dir: str | Path,
-    settings: PredictSettings = PredictSettings(),
-    *,
-    model: ModelFn | None = None,
-    checkpoint: Checkpoint | None = None,
-    checkpoint_sha256: str | None = None,
-    overwrite: bool = False,
-    backend: str = "auto",
-    progress: ProgressCallback | None = None,
-) -> SlideResult:
-    """Predict one slide and write its outputs into ``out_dir`` (resumable, atomic).
-
-    Outputs (see :mod:`mrseg.inference.outputs`) are written into a hidden temporary folder inside
-    ``out_dir`` and renamed into place when all are complete, the JSON record last: a slide
-    interrupted half-way leaves no final-named file. A slide whose record names the same
-    checkpoint (SHA-256) and the same settings, with all outputs present, is skipped unless
-    ``overwrite``. Errors propagate (the caller decides whether a multi-slide run continues).
+    Keyed by the checkpoint's resolved path, SHA-256, the device and the precision; thread-safe
+    (Dask thread workers share one cache). :attr:`loads` counts the loads of this process.
     """
-    from mrseg.inference import outputs as out
-    from mrseg.models.checkpoint import load_checkpoint
-    from mrseg.wsi.slide import Slide
 
-    t_start = time.perf_counter()
-    slide_path, out_dir = Path(slide_path), Path(out_dir)
-    stem = slide_path.stem
-    sha = checkpoint_sha256 or file_sha256(checkpoint_path)
-    identity = settings.identity()
-    if not overwrite and out.is_done(out_dir, stem, sha, identity):
-        log.info("%s: outputs up to date in %s, skipping (--overwrite to redo)", slide_path.name, out_dir)
-        record = out.read_record(out_dir / f"{stem}.json") or {}
-        return SlideResult(str(slide_path), "skipped", dict(record.get("outputs", {})))
-    if checkpoint is None:
-        checkpoint = load_checkpoint(checkpoint_path)
-    if model is None:
-        model = prepare_model(checkpoint, settings.device, settings.precision)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{stem}.tmp-", dir=out_dir))
-    try:
-        pred = predict_slide(model, checkpoint, slide_path, scratch, settings, backend=backend, progress=progress)
-        pmap = pred.map
-        names = out.output_names(stem, len(pmap.channels), geojson=settings.geojson)
-        t0 = time.perf_counter()
-        out.write_probability_tiff(scratch / names["map"], out.foreground(pmap), pmap.mpp)
-        if len(pmap.channels) > 1:
-            for k, channel in enumerate(pmap.channels, start=1):
-                out.write_probability_tiff(scratch / names[f"class{k}"], channel, pmap.mpp)
-        pred.timings["write_tiff_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with Slide.open(slide_path, backend=backend, mpp=settings.mpp) as slide:
-            thumb = slide.thumbnail(out.thumbnail_mpp(pred.slide_dimensions, pred.slide_mpp))
-        out.overlay_from_map(scratch / names["overlay"], thumb, pmap, pred.slide_dimensions, pred.slide_mpp)
-        pred.timings["write_overlay_s"] = time.perf_counter() - t0
-        n_polygons = None
-        if settings.geojson:
-            t0 = time.perf_counter()
-            _, n_polygons = out.write_geojson(
-                scratch / names["geojson"],
-                out.foreground(pmap),
-                pmap.mpp,
-                pred.slide_mpp,
-                settings.threshold,
-                pmap.to_probability,
-            )
-            pred.timings["write_geojson_s"] = time.perf_counter() - t0
-        pred.timings["total_s"] = time.perf_counter() - t_start
-        record = {
-            "mrseg_version": __version__,
-            "slide": {
-                "path": str(slide_path.resolve()),
-                "dimensions": list(pred.slide_dimensions),
-                "mpp": pred.slide_mpp,
-                "tissue_fraction": pred.tissue_fraction,
-            },
-            "checkpoint": {
-                "path": str(Path(checkpoint_path).resolve()),
-                "sha256": sha,
-                "model": checkpoint.model_name,
-                "model_kwargs": checkpoint.model_kwargs,
-                "input": checkpoint.input_spec.to_dict(),
-                "labels": checkpoint.labels.to_dict(),
-            },
-            "settings": identity,
-            "run": {"device": settings.device, "batch_size": settings.batch_size},
-            "map": {
-                "mpp": pmap.mpp,
-                "shape": list(pmap.shape),
-                "dtype": str(pmap.dtype),
-                "scale": pmap.encoding.scale,
-                "content": "probability of the foreground (sigmoid of 1 logit, or 1 - softmax background)",
-                "channels": len(pmap.channels),
-            },
-            "tiles": {"total": pred.tiling.n_tiles, "size": pred.tiling.tile, "stride": pred.tiling.stride},
-            "pixels_read": pred.pixels_read,
-            "polygons": n_polygons,
-            "timings": pred.timings,
-            "outputs": names,
-        }
-        (scratch / names["record"]).write_text(json.dumps(record, indent=2))
-        for key, name in names.items():  # rename into place, the record last
-            if key != "record":
-                os.replace(scratch / name, out_dir / name)
-        os.replace(scratch / names["record"], out_dir / names["record"])
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    seconds = time.perf_counter() - t_start
-    log.info("%s: %d tiles in %.1f s -> %s", slide_path.name, pred.tiling.n_tiles, seconds, out_dir / names["map"])
-    return SlideResult(str(slide_path), "done", names, None, seconds, pred.tiling.n_tiles)
+    def __init__(self, max_models: int = 2) -> None:
+        self.max_models = max_models
+        self.loads = 0
+        self._models: dict[tuple[str, str, str, str], tuple[Checkpoint, ModelFn]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, checkpoint_path: str | Path, sha256: str, device: str, precision: str = "fp32"
+    ) -> tuple[Checkpoint, ModelFn]:
+        """The checkpoint at ``checkpoint_path`` and its model on ``device``, loaded on first use."""
+        key = (str(Path(checkpoint_path).resolve()), sha256, device, precision)
+        with self._lock:
+            entry = self._models.pop(key, None)
+            if entry is None:
+                checkpoint = load_checkpoint(checkpoint_path)
+                entry = (checkpoint, prepare_model(checkpoint, device, precision))
+                self.loads += 1
+                while len(self._models) >= self.max_models:
+                    self._models.pop(next(iter(self._models)))
+            self._models[key] = entry  # most recently used last
+            return entry
+
+    def clear(self) -> None:
+        """Forget every model (the load count stays)."""
+        with self._lock:
+            self._models.clear()
 
 
-# --------------------------------------------------------------------------------------------
-# Many slides
+#: This process's models (each Dask worker process has its own).
+MODEL_CACHE = ModelCache()
 
 
-_MODEL_CACHE: dict[tuple[str, str, str, str], tuple[Checkpoint, ModelFn]] = {}
-_MODEL_LOCK = threading.Lock()
-#: How many times this process loaded a checkpoint (the Dask test checks "once per worker process").
-MODEL_LOADS: list[str] = []
+def _failure(slide: str | Path, error: BaseException, t0: float) -> SlideResult:
+    message = str(error) if isinstance(error, MrsegError) else f"{type(error).__name__}: {error}"
+    return SlideResult(str(slide), "failed", error=message, seconds=time.perf_counter() - t0)
 
 
-def cached_model(checkpoint_path: str, sha256: str, device: str, precision: str = "fp32") -> tuple[Checkpoint, ModelFn]:
-    """Load a checkpoint and its model once per process (keyed by path, SHA-256, device and precision)."""
-    key = (str(Path(checkpoint_path).resolve()), sha256, device, precision)
-    with _MODEL_LOCK:
-        if key not in _MODEL_CACHE:
-            checkpoint = load_checkpoint(checkpoint_path)
-            _MODEL_CACHE[key] = (checkpoint, prepare_model(checkpoint, device, precision))
-            MODEL_LOADS.append(key[0])
-        return _MODEL_CACHE[key]
-
-
-def _slide_task(
-    checkpoint_path: str,
+def run_cached(
+    checkpoint_path: str | Path,
     sha256: str,
-    slide: str,
-    out_dir: str,
+    slide: str | Path,
+    out_dir: str | Path,
     settings: PredictSettings,
-    overwrite: bool,
-    backend: str,
-) -> dict[str, Any]:
-    """One Dask task: predict one slide on a worker; failures come back as a ``failed`` record."""
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> SlideResult:
+    """Run one slide with this process's cached model; a failure comes back as a ``failed`` result."""
     t0 = time.perf_counter()
     try:
-        checkpoint, model = cached_model(checkpoint_path, sha256, settings.device, settings.precision)
+        checkpoint, model = MODEL_CACHE.get(checkpoint_path, sha256, settings.device, settings.precision)
         result = run_slide(
             checkpoint_path,
             slide,
@@ -215,13 +110,21 @@ def _slide_task(
             checkpoint=checkpoint,
             checkpoint_sha256=sha256,
             overwrite=overwrite,
-            backend=backend,
+            progress=progress,
         )
     except Exception as error:  # reported per slide; the other slides go on
-        log.debug("slide %s failed", slide, exc_info=True)
-        message = str(error) if isinstance(error, MrsegError) else f"{type(error).__name__}: {error}"
-        result = SlideResult(slide, "failed", error=message, seconds=time.perf_counter() - t0)
-    return result.to_dict()
+        if not isinstance(error, MrsegError):
+            log.exception("%s: unexpected error", slide)
+        result = _failure(slide, error, t0)
+    result.model_loads = MODEL_CACHE.loads
+    return result
+
+
+def _slide_task(
+    checkpoint_path: str, sha256: str, slide: str, out_dir: str, settings: PredictSettings, overwrite: bool
+) -> dict[str, Any]:
+    """One Dask task: predict one slide on a worker; failures come back as a ``failed`` record."""
+    return run_cached(checkpoint_path, sha256, slide, out_dir, settings, overwrite).to_dict()
 
 
 def _check_stems(slides: Sequence[Path]) -> None:
@@ -242,7 +145,6 @@ def predict_slides(
     scheduler: str | None = None,
     workers: int | None = None,
     processes: bool = True,
-    backend: str = "auto",
     show_progress: bool = False,
 ) -> list[SlideResult]:
     """Predict every slide into ``out_dir``; return one :class:`SlideResult` per slide, in input order.
@@ -260,57 +162,43 @@ def predict_slides(
 
     Neither ``scheduler`` nor ``workers``: slides run one after another in this process.
     Failed slides have ``status == "failed"`` and an ``error``; the others are unaffected.
+    Writers registered by the caller must also be registered in the Dask worker processes
+    (import their module there, e.g. with a worker preload).
     """
     slide_paths = [Path(s) for s in slides]
     _check_stems(slide_paths)
     checkpoint_path = Path(checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path)  # validate before starting anything
+    load_checkpoint(checkpoint_path)  # validate before starting anything
     sha = file_sha256(checkpoint_path)
     if scheduler is not None or workers is not None:
-        return _predict_dask(
-            checkpoint_path,
-            sha,
-            slide_paths,
-            Path(out_dir),
-            settings,
-            overwrite,
-            scheduler,
-            workers,
-            processes,
-            backend,
-            show_progress,
-        )
-    model = prepare_model(checkpoint, settings.device, settings.precision)
+        run = DaskRun(checkpoint_path, sha, Path(out_dir), settings, overwrite)
+        return run.predict(slide_paths, scheduler, workers, processes, show_progress)
+    return _predict_local(checkpoint_path, sha, slide_paths, Path(out_dir), settings, overwrite, show_progress)
+
+
+def _predict_local(
+    checkpoint_path: Path,
+    sha: str,
+    slides: list[Path],
+    out_dir: Path,
+    settings: PredictSettings,
+    overwrite: bool,
+    show_progress: bool,
+) -> list[SlideResult]:
+    MODEL_CACHE.get(checkpoint_path, sha, settings.device, settings.precision)  # a bad device stops the run here
     results = []
     with ExitStack() as stack:
-        bar = stack.enter_context(_progress()) if show_progress else None
-        for slide in slide_paths:
+        bar = stack.enter_context(progress_bar()) if show_progress else None
+        for slide in slides:
             task = bar.add_task(slide.name, total=None) if bar is not None else None
 
             def update(done: int, total: int, task: Any = task) -> None:
                 if bar is not None:
                     bar.update(task, completed=done, total=total)
 
-            t0 = time.perf_counter()
-            try:
-                result = run_slide(
-                    checkpoint_path,
-                    slide,
-                    out_dir,
-                    settings,
-                    model=model,
-                    checkpoint=checkpoint,
-                    checkpoint_sha256=sha,
-                    overwrite=overwrite,
-                    backend=backend,
-                    progress=update,
-                )
-            except Exception as error:  # one bad slide must not stop the run
-                if not isinstance(error, MrsegError):
-                    log.exception("%s: unexpected error", slide)
-                message = str(error) if isinstance(error, MrsegError) else f"{type(error).__name__}: {error}"
-                log.error("%s: failed: %s", slide.name, message)
-                result = SlideResult(str(slide), "failed", error=message, seconds=time.perf_counter() - t0)
+            result = run_cached(checkpoint_path, sha, slide, out_dir, settings, overwrite, update)
+            if result.status == "failed":
+                log.error("%s: failed: %s", slide.name, result.error)
             if bar is not None and task is not None:
                 bar.update(task, description=f"{slide.name} [{result.status}]")
                 if result.status == "skipped":
@@ -319,33 +207,26 @@ def predict_slides(
     return results
 
 
-def _progress(unit: str = "tiles") -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class _Rate(TextColumn):
+    """Progress column: items per second."""
 
-    class _Rate(TextColumn):
-        def __init__(self) -> None:
-            super().__init__("")
+    def __init__(self, unit: str) -> None:
+        super().__init__("")
+        self.unit = unit
 
-        def render(self, task: Any) -> Any:
-            from rich.text import Text
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s")
 
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s")
 
+def progress_bar(unit: str = "tiles") -> Progress:
+    """A rich progress bar: description, bar, done/total, percent, rate, elapsed, ETA."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        _Rate(),
+        _Rate(unit),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -353,64 +234,84 @@ def _progress(unit: str = "tiles") -> Any:
     )
 
 
-def _predict_dask(
-    checkpoint_path: Path,
-    sha: str,
-    slides: list[Path],
-    out_dir: Path,
-    settings: PredictSettings,
-    overwrite: bool,
-    scheduler: str | None,
-    workers: int | None,
-    processes: bool,
-    backend: str,
-    show_progress: bool,
-) -> list[SlideResult]:
+def _distributed() -> Any:
+    """The optional ``distributed`` package (:class:`ConfigError` with the install hint when missing)."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        import distributed
     except ImportError as error:
         raise ConfigError(DASK_HINT) from error
-    if scheduler is not None and workers is not None:
-        raise ConfigError("give either --scheduler or --workers, not both")
-    with ExitStack() as stack:
-        if scheduler is not None:
-            try:
-                client = stack.enter_context(Client(scheduler, timeout="30s"))
-            except OSError as error:
-                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
-        else:
-            if workers is None or workers < 1:
-                raise ConfigError(f"--workers must be >= 1, got {workers}")
-            cluster = stack.enter_context(
-                LocalCluster(
+    return distributed
+
+
+class DaskRun:
+    """One task per slide on a Dask cluster (an existing scheduler or a LocalCluster started here)."""
+
+    def __init__(
+        self, checkpoint_path: Path, sha: str, out_dir: Path, settings: PredictSettings, overwrite: bool
+    ) -> None:
+        self.checkpoint_path, self.sha, self.out_dir = checkpoint_path, sha, out_dir
+        self.settings, self.overwrite = settings, overwrite
+
+    def predict(
+        self, slides: list[Path], scheduler: str | None, workers: int | None, processes: bool, show_progress: bool
+    ) -> list[SlideResult]:
+        """Submit every slide, collect the results as they finish, return them in input order."""
+        if scheduler is not None and workers is not None:
+            raise ConfigError("give either --scheduler or --workers, not both")
+        with self.client(scheduler, workers, processes) as client, ExitStack() as stack:
+            log.info("dask: %d slide task(s) on %s", len(slides), client.scheduler.address if client.scheduler else "?")
+            futures = {self.submit(client, s): s for s in slides}
+            bar = stack.enter_context(progress_bar("slides")) if show_progress else None
+            task = bar.add_task("slides", total=len(slides)) if bar is not None else None
+            by_slide: dict[Path, SlideResult] = {}
+            for slide, result in self.collect(futures):
+                by_slide[slide] = result
+                if bar is not None and task is not None:
+                    bar.advance(task)
+        return [by_slide[s] for s in slides]
+
+    @staticmethod
+    @contextmanager
+    def client(scheduler: str | None, workers: int | None, processes: bool) -> Iterator[Any]:
+        """A client of the scheduler at ``scheduler``, or of a LocalCluster of ``workers`` single-thread workers."""
+        distributed = _distributed()
+        with ExitStack() as stack:
+            if scheduler is not None:
+                try:
+                    client = stack.enter_context(distributed.Client(scheduler, timeout="30s"))
+                except OSError as error:
+                    raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
+            else:
+                if workers is None or workers < 1:
+                    raise ConfigError(f"--workers must be >= 1, got {workers}")
+                cluster = distributed.LocalCluster(
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=processes,
                     dashboard_address=None,
                     silence_logs=logging.WARNING,
                 )
-            )
-            client = stack.enter_context(Client(cluster))
-        log.info("dask: %d slide task(s) on %s", len(slides), client.scheduler.address if client.scheduler else "?")
-        futures = {
-            client.submit(
-                _slide_task,
-                str(checkpoint_path.resolve()),
-                sha,
-                str(s.resolve()),
-                str(out_dir.resolve()),
-                settings,
-                overwrite,
-                backend,
-                key=f"mrseg-predict-{s.stem}-{sha[:8]}-{os.getpid()}-{time.time_ns()}",
-                pure=False,
-            ): s
-            for s in slides
-        }
-        by_slide: dict[Path, SlideResult] = {}
-        bar = stack.enter_context(_progress("slides")) if show_progress else None
-        task = bar.add_task("slides", total=len(slides)) if bar is not None else None
-        for future in as_completed(futures):
+                client = stack.enter_context(distributed.Client(stack.enter_context(cluster)))
+            yield client
+
+    def submit(self, client: Any, slide: Path) -> Any:
+        """Submit the task of one slide (a unique key: a rerun never reuses an old result)."""
+        return client.submit(
+            _slide_task,
+            str(self.checkpoint_path.resolve()),
+            self.sha,
+            str(slide.resolve()),
+            str(self.out_dir.resolve()),
+            self.settings,
+            self.overwrite,
+            key=f"mrseg-predict-{slide.stem}-{self.sha[:8]}-{os.getpid()}-{time.time_ns()}",
+            pure=False,
+        )
+
+    @staticmethod
+    def collect(futures: dict[Any, Path]) -> Iterator[tuple[Path, SlideResult]]:
+        """``(slide, result)`` as the tasks finish; a task that could not run is a failed result."""
+        for future in _distributed().as_completed(futures):
             slide = futures[future]
             try:
                 result = SlideResult(**future.result())
@@ -420,7 +321,7 @@ def _predict_dask(
                 log.error("%s: failed: %s", slide.name, result.error)
             else:
                 log.info("%s: %s (%.1f s)", slide.name, result.status, result.seconds)
-            by_slide[slide] = result
-            if bar is not None and task is not None:
-                bar.advance(task)
-    return [by_slide[s] for s in slides]
+            yield slide, result
+
+
+__all__ = ["DASK_HINT", "MODEL_CACHE", "DaskRun", "ModelCache", "predict_slides", "progress_bar", "run_cached"]

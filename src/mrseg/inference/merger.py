@@ -1,9 +1,9 @@
-"""Stitching: blend overlapping tile predictions into an on-disk probability map.
+"""Merging: blend overlapping tile predictions into an on-disk probability map.
 
 Whole-slide inference cuts a slide into overlapping tiles; their predictions are merged by a
-:class:`Merger` (the ``aggregate(batch, boxes)`` / ``finalize()`` protocol MONAI uses for its
-sliding-window inference). :class:`OnDiskMerger` keeps the weighted sum of probabilities and the
-sum of weights in a chunked **zarr** array on disk, so memory stays bounded whatever the slide
+:class:`Merger`, the abstract class of MONAI's ``monai/inferers/merger.py``: ``aggregate(batch,
+boxes)`` for every batch, then ``finalize()`` once. :class:`OnDiskMerger` keeps the weighted sum
+of probabilities and the sum of weights in a chunked **zarr** array on disk, so memory stays bounded whatever the slide
 size (reads and writes go through file I/O, not memory maps, so they never pile up in the
 process's resident set). Each tile is weighted by a ramp that is highest in its centre and falls
 towards its edges (linear or Gaussian), so overlaps blend smoothly instead of showing seams.
@@ -17,31 +17,24 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import zarr
 
 from mrseg.core.encoding import ProbabilityEncoding
+from mrseg.inference.settings import Ramp
 
 log = logging.getLogger(__name__)
 
 #: Smallest blending weight: tiles never weigh exactly zero, so a pixel covered by a single tile
 #: edge (the slide border) still gets that tile's value.
 MIN_WEIGHT = 1e-3
-
-
-class Ramp(str, Enum):
-    """Shape of the per-tile blending weight."""
-
-    LINEAR = "linear"
-    GAUSSIAN = "gaussian"
-    CONSTANT = "constant"
 
 
 @lru_cache(maxsize=16)
@@ -62,24 +55,14 @@ def tile_weight(height: int, width: int, ramp: Ramp | str = Ramp.LINEAR) -> np.n
     return np.maximum(np.outer(_ramp_1d(height, r), _ramp_1d(width, r)), MIN_WEIGHT).astype(np.float32)
 
 
-class Merger(Protocol):
-    """Accumulates tile predictions and produces the merged map."""
-
-    def aggregate(self, batch: np.ndarray, boxes: np.ndarray | Sequence[Sequence[int]]) -> None:
-        """Add ``batch`` (float ``(N, C, h, w)`` probabilities) at ``boxes`` (``(N, 4)`` map pixels)."""
-        ...
-
-    def finalize(self) -> Any:
-        """Return the merged map."""
-        ...
-
-
 @dataclass
 class ProbabilityMap:
-    """The merged map: one on-disk ``(H, W)`` array per channel, at ``mpp`` microns per pixel.
+    """The merged map: one on-disk ``(H, W)`` array per foreground class, at ``mpp`` microns per map pixel.
 
-    ``channels[k]`` holds values in ``encoding`` (:class:`~mrseg.core.encoding.ProbabilityEncoding`).
-    The arrays are zarr arrays: slice them (``channels[0][y0:y1]``) to read numpy strips.
+    ``channels[k - 1]`` is the probability of class ``k`` (``1 .. C-1`` of the label spec; one
+    channel for a binary task), in ``encoding`` (:class:`~mrseg.core.encoding.ProbabilityEncoding`).
+    The arrays are zarr arrays: slice them (``channels[0][y0:y1]``) to read numpy strips. Map pixel
+    ``(u, v)`` covers level-0 ``[u*d, (u+1)*d) x [v*d, (v+1)*d)`` with ``d = mpp / slide mpp``.
     """
 
     channels: list[Any]
@@ -88,6 +71,7 @@ class ProbabilityMap:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(height, width)`` in map pixels."""
         return tuple(int(s) for s in self.channels[0].shape)  # type: ignore[return-value]
 
     @property
@@ -99,14 +83,65 @@ class ProbabilityMap:
         """Convert stored values to float32 probabilities in [0, 1]."""
         return self.encoding.decode(values)
 
+    def foreground(self) -> Any:
+        """Array-like ``(H, W)`` foreground probability (stored values): channel 0, or ``1 - P(background)``.
 
-class OnDiskMerger:
+        With several classes it is the clipped sum of the class channels, computed strip by strip.
+        """
+        return self.channels[0] if len(self.channels) == 1 else _MapView(self, _foreground, self.dtype)
+
+    def labels(self) -> Any:
+        """Array-like ``(H, W)`` ``uint8`` label map: the most probable class per map pixel, 0 = background.
+
+        ``P(background) = 1 - sum of the class probabilities``; ties go to the lower label.
+        Pixels no tile covered are background.
+        """
+        return _MapView(self, _argmax, np.dtype(np.uint8))
+
+
+class _MapView:
+    """Array-like ``(H, W)`` view computed from all channels of a map, region by region (for strip readers)."""
+
+    def __init__(self, pmap: ProbabilityMap, combine: Any, dtype: np.dtype) -> None:
+        self._pmap, self._combine = pmap, combine
+        self.shape, self.dtype, self.ndim = pmap.shape, dtype, 2
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        probs = np.stack([self._pmap.to_probability(np.asarray(c[key])) for c in self._pmap.channels])
+        return np.asarray(self._combine(probs, self._pmap.encoding))
+
+
+def _foreground(probs: np.ndarray, encoding: ProbabilityEncoding) -> np.ndarray:
+    return encoding.encode(np.asarray(sum(probs), dtype=np.float32))
+
+
+def _argmax(probs: np.ndarray, encoding: ProbabilityEncoding) -> np.ndarray:
+    background = 1.0 - probs.sum(axis=0, keepdims=True)
+    return np.argmax(np.concatenate([background, probs]), axis=0).astype(np.uint8)
+
+
+class Merger(ABC):
+    """Accumulates tile predictions and produces the merged map (MONAI's ``Merger``).
+
+    The inferer calls :meth:`aggregate` for every batch and :meth:`finalize` once.
+    """
+
+    @abstractmethod
+    def aggregate(self, batch: np.ndarray, boxes: np.ndarray | Sequence[Sequence[int]]) -> None:
+        """Add ``batch`` (float ``(N, C, h, w)`` probabilities) at ``boxes`` (``(N, 4)`` map pixels)."""
+
+    @abstractmethod
+    def finalize(self) -> ProbabilityMap:
+        """Return the merged map; no more :meth:`aggregate` calls after this."""
+
+
+class OnDiskMerger(Merger):
     """Weighted-average merger backed by a zarr array on disk.
 
     Parameters
     ----------
     workdir
-        Folder for the scratch arrays (created; removed by :meth:`cleanup`).
+        Folder for the scratch arrays (created; the caller removes it with the slide's scratch folder).
     shape
         ``(height, width)`` of the map in map pixels.
     channels
@@ -242,7 +277,3 @@ class OnDiskMerger:
                     out[k][y : y + self.chunk, x : x + step_x] = self.encoding.encode(prob)
         shutil.rmtree(self.workdir / "accumulator.zarr", ignore_errors=True)
         return ProbabilityMap(channels=out, mpp=self.mpp, encoding=self.encoding)
-
-    def cleanup(self) -> None:
-        """Remove the scratch folder."""
-        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,4 +1,12 @@
-"""The fast inference path: eval mode, channels-last memory layout, inference mode, optional bf16.
+"""The predictor: pre-processing -> model -> post-processing of a batch of tiles (MONAI's ``PatchInferer`` parts).
+
+:class:`Predictor` turns ``uint8`` concentric patches into probabilities: pre-processing is the
+model's input transform (:func:`mrseg.models.inputs.to_tensor`), post-processing the class rule
+(:func:`mrseg.models.activation.foreground_probabilities`) and an area resampling to the map's
+resolution. :func:`prepare_model` builds a checkpoint's network on a device with the fast
+inference path below.
+
+The fast inference path: eval mode, channels-last memory layout, inference mode, optional bf16.
 
 Measured with ``benchmarks/models.py`` (see docs/models.md): channels-last layout with
 ``torch.inference_mode`` is the fp32 default (1.2-1.4x over NCHW eager on a 2-core CPU); bf16
@@ -20,15 +28,25 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
+from mrseg.core.device import resolve_device
 from mrseg.core.errors import ConfigError
+from mrseg.core.input_spec import InputSpec
+from mrseg.core.label_spec import LabelSpec
+from mrseg.inference.settings import PRECISIONS
+from mrseg.models.activation import foreground_probabilities
+from mrseg.models.checkpoint import Checkpoint
+from mrseg.models.inputs import to_tensor
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16", "auto"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+
+#: A prepared model: float32 ``(N, J, 3, H, W)`` -> logits ``(N, C, H, W)`` (an ``nn.Module`` also fits).
+ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
@@ -121,4 +139,61 @@ def prepare_for_inference(
     return InferencePredictor(model, resolved, channels_last, device)
 
 
-PredictFn = Callable[[torch.Tensor], torch.Tensor]
+def prepare_model(checkpoint: Checkpoint, device: str = "auto", precision: str = "fp32") -> InferencePredictor:
+    """Build the checkpoint's model on ``device`` (``auto``, ``cpu``, ``cuda:N``...) for inference.
+
+    Raises
+    ------
+    ConfigError
+        Unknown or unavailable device (:func:`mrseg.core.device.resolve_device`), unknown precision.
+    """
+    return prepare_for_inference(
+        checkpoint.build_model(),
+        precision=precision,  # type: ignore[arg-type]
+        device=resolve_device(device),
+    )
+
+
+class Predictor:
+    """One batch of tiles through pre-processing, the model and post-processing.
+
+    Parameters
+    ----------
+    model
+        Float32 ``(N, J, 3, S, S)`` -> logits ``(N, outputs, S, S)`` (:func:`prepare_model`, or any module).
+    spec
+        The checkpoint's input spec (normalisation of the patches).
+    labels
+        The checkpoint's label spec (the class rule).
+    out_size_px
+        Edge of the output tiles in map pixels (``S`` at the model's finest mpp; smaller for a coarser map).
+    device
+        Where the inputs go (the model's device).
+    """
+
+    def __init__(
+        self, model: ModelFn, spec: InputSpec, labels: LabelSpec, out_size_px: int, device: torch.device | str = "cpu"
+    ) -> None:
+        self.model, self.spec, self.labels = model, spec, labels
+        self.out_size_px = int(out_size_px)
+        self.device = torch.device(device)
+
+    @property
+    def channels(self) -> int:
+        """Output channels: one probability per foreground class (``C - 1``)."""
+        return self.labels.num_classes - 1
+
+    def preprocess(self, patches: np.ndarray) -> torch.Tensor:
+        """``uint8 (N, J, S, S, 3)`` patches -> normalised float32 ``(N, J, 3, S, S)`` (the model's input transform)."""
+        return to_tensor(patches, self.spec)
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        """Model and post-processing: float32 ``(N, C - 1, s, s)`` class probabilities, ``s = out_size_px``."""
+        with torch.inference_mode():
+            prob = foreground_probabilities(self.model(x.to(self.device, non_blocking=True)), self.labels)
+            if self.out_size_px != prob.shape[-1]:
+                prob = torch.nn.functional.interpolate(prob, size=(self.out_size_px, self.out_size_px), mode="area")
+            return prob.float().cpu().numpy()
+
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        return self.predict(self.preprocess(patches))

@@ -1,4 +1,4 @@
-"""On-disk merger: blending weights, constant tiles stay constant, overlaps and borders handled."""
+"""On-disk merger: blending weights, constant tiles stay constant, overlaps and borders handled; map views."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrseg.inference.merger import MIN_WEIGHT, OnDiskMerger, Ramp, tile_weight
+from mrseg.inference.merger import MIN_WEIGHT, Merger, OnDiskMerger, tile_weight
+from mrseg.inference.settings import Ramp
 
 
 @pytest.mark.parametrize("ramp", list(Ramp))
@@ -84,5 +85,35 @@ def test_bad_batches_are_refused(tmp_path: Path) -> None:
     merger.finalize()
     with pytest.raises(RuntimeError):
         merger.aggregate(np.zeros((1, 1, 8, 8), np.float32), [(0, 0, 8, 8)])
-    merger.cleanup()
-    assert not (tmp_path / "m").exists()
+
+
+def test_on_disk_merger_is_a_merger() -> None:
+    assert issubclass(OnDiskMerger, Merger)
+    with pytest.raises(TypeError):
+        Merger()  # type: ignore[abstract]
+
+
+def _two_class_map(tmp_path: Path, out_dtype: str) -> tuple[np.ndarray, np.ndarray, object]:
+    """A 2-foreground-class map whose pixels cover: background wins, class 1 wins, class 2 wins, a tie."""
+    p1 = np.array([[0.1, 0.7, 0.2, 0.4]], np.float32)
+    p2 = np.array([[0.2, 0.1, 0.6, 0.4]], np.float32)
+    merger = OnDiskMerger(tmp_path / "m", (1, 4), 2, ramp="constant", out_dtype=out_dtype)
+    merger.aggregate(np.stack([p1, p2])[None], [(0, 0, 4, 1)])
+    return p1, p2, merger.finalize()
+
+
+@pytest.mark.parametrize("out_dtype", ["uint8", "float16"])
+def test_label_view_is_the_most_probable_class_with_background(tmp_path: Path, out_dtype: str) -> None:
+    _, _, pmap = _two_class_map(tmp_path, out_dtype)
+    labels = pmap.labels()  # type: ignore[attr-defined]
+    assert labels.shape == (1, 4) and labels.dtype == np.uint8
+    # background 0.7 > 0.1, 0.2; class 1 0.7; class 2 0.6; tie 0.4 / 0.4 (background 0.2): the lower label
+    np.testing.assert_array_equal(labels[:], [[0, 1, 2, 1]])
+    np.testing.assert_array_equal(labels[:, 2:], [[2, 1]])
+
+
+def test_foreground_view_sums_the_classes(tmp_path: Path) -> None:
+    p1, p2, pmap = _two_class_map(tmp_path, "float16")
+    fg = pmap.foreground()  # type: ignore[attr-defined]
+    assert fg.shape == (1, 4) and fg.dtype == np.float16
+    np.testing.assert_allclose(np.asarray(fg[:], np.float32), p1 + p2, atol=2e-3)

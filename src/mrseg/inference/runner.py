@@ -1,0 +1,266 @@
+"""One slide's run: predict it and write its outputs, resumably and atomically.
+
+:func:`run_slide` is the unit of work of ``mrseg predict`` (and of each Dask task,
+:mod:`mrseg.inference.cluster`): :func:`plan_run` resolves the settings against the checkpoint
+and names the outputs of the chosen writers; a slide whose record names the same checkpoint
+(SHA-256) and the same output-defining settings, with all outputs present, is skipped
+(:func:`is_done`); otherwise the slide is opened once (dimensions, mpp, tissue mask and thumbnail
+come from that handle; the loader threads open their own), predicted
+(:func:`mrseg.inference.inferer.predict_slide`), every writer writes into a hidden scratch folder
+inside ``out_dir`` (:func:`write_outputs`), and the files are renamed into place, the JSON record
+last (:func:`commit`): an interrupted slide leaves no final-named file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrseg.core.device import resolve_device
+from mrseg.core.errors import ConfigError
+from mrseg.core.prediction_record import load_record_json
+from mrseg.inference.inferer import ProgressCallback, SlidePrediction, predict_slide
+from mrseg.inference.predictor import ModelFn, prepare_model
+from mrseg.inference.settings import PredictSettings
+from mrseg.inference.writers import RecordWriter, WriteJob, Writer, create_writers
+from mrseg.models.checkpoint import Checkpoint, load_checkpoint
+from mrseg.wsi.slide import Slide
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file (identifies the checkpoint in output records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process (which worker ran a slide)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class SlideResult:
+    """Outcome of one slide: ``status`` is ``done``, ``skipped`` or ``failed`` (then ``error`` says why).
+
+    ``worker`` is the ``host:pid`` of the process that ran it; ``model_loads`` how many models that
+    process had loaded by then (:class:`mrseg.inference.cluster.ModelCache`; 0 when not counted).
+    """
+
+    slide: str
+    status: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    tiles: int = 0
+    worker: str = field(default_factory=worker_name)
+    model_loads: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What :func:`plan_run` decides for one slide before anything is read.
+
+    Attributes
+    ----------
+    slide_path, out_dir, stem
+        The slide, the output folder and the slide's output name.
+    checkpoint_path, sha256
+        The checkpoint file and its SHA-256.
+    settings
+        The settings resolved against the checkpoint (:meth:`PredictSettings.resolve`).
+    writers
+        The chosen writers, then the record writer.
+    names
+        ``{output key: file name}`` of every writer (the record's ``outputs``).
+    """
+
+    slide_path: Path
+    out_dir: Path
+    stem: str
+    checkpoint_path: Path
+    sha256: str
+    settings: PredictSettings
+    writers: list[Writer]
+    names: dict[str, str]
+
+
+def output_names(writers: list[Writer], stem: str, checkpoint: Checkpoint) -> dict[str, str]:
+    """The outputs of ``writers`` for slide ``stem`` (:class:`ConfigError` when two writers claim one key)."""
+    names: dict[str, str] = {}
+    for writer in writers:
+        outputs = writer.outputs(stem, checkpoint.labels)
+        clash = sorted(set(outputs) & set(names))
+        if clash:
+            raise ConfigError(f"writer {writer.name!r} writes output(s) {clash} that another writer writes")
+        names.update(outputs)
+    return names
+
+
+def plan_run(
+    checkpoint_path: str | Path,
+    checkpoint: Checkpoint,
+    slide_path: str | Path,
+    out_dir: str | Path,
+    settings: PredictSettings,
+    sha256: str,
+) -> RunPlan:
+    """Resolve ``settings`` against ``checkpoint``, create the writers and name the outputs.
+
+    Raises
+    ------
+    ConfigError
+        An unknown writer, ``record`` among the chosen writers (it is always written), or two
+        writers writing the same output.
+    """
+    if "record" in settings.writers:
+        raise ConfigError("the JSON record is always written; leave 'record' out of the writers")
+    writers = [*create_writers(settings.writers), RecordWriter()]
+    stem = Path(slide_path).stem
+    names = output_names(writers, stem, checkpoint)
+    resolved = settings.resolve(checkpoint.tissue)
+    return RunPlan(Path(slide_path), Path(out_dir), stem, Path(checkpoint_path), sha256, resolved, writers, names)
+
+
+def is_done(out_dir: str | os.PathLike[str], stem: str, checkpoint_sha256: str, settings: dict[str, Any]) -> bool:
+    """True when ``<stem>.json`` records this checkpoint and these settings and all its outputs exist."""
+    out_dir = Path(out_dir)
+    record = load_record_json(out_dir / f"{stem}.json")
+    if record is None:
+        return False
+    if record.get("checkpoint", {}).get("sha256") != checkpoint_sha256:
+        return False
+    if record.get("settings") != json.loads(json.dumps(settings)):
+        return False
+    outputs = record.get("outputs", {})
+    return bool(outputs) and all((out_dir / name).is_file() for name in outputs.values())
+
+
+def checkpoint_summary(plan: RunPlan, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The record's ``checkpoint`` section."""
+    return {
+        "path": str(plan.checkpoint_path.resolve()),
+        "sha256": plan.sha256,
+        "model": checkpoint.model_name,
+        "model_kwargs": checkpoint.model_kwargs,
+        "input": checkpoint.input_spec.to_dict(),
+        "labels": checkpoint.labels.to_dict(),
+    }
+
+
+def write_outputs(job: WriteJob, writers: list[Writer], stem: str, t_start: float) -> None:
+    """Run every writer with outputs on ``job`` in order (timing ``write_<name>_s``), the record last."""
+    timings = job.prediction.timings
+    for writer in writers:
+        if not writer.outputs(stem, job.labels):
+            continue
+        if isinstance(writer, RecordWriter):
+            timings["total_s"] = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        job.facts[writer.name] = writer.write(job)
+        if not isinstance(writer, RecordWriter):
+            timings[f"write_{writer.name}_s"] = time.perf_counter() - t0
+
+
+def commit(scratch: Path, out_dir: Path, names: dict[str, str]) -> None:
+    """Rename the finished files from ``scratch`` into ``out_dir``, the record last."""
+    for key, name in names.items():
+        if key != "record":
+            os.replace(scratch / name, out_dir / name)
+    os.replace(scratch / names["record"], out_dir / names["record"])
+
+
+def predict_and_write(
+    plan: RunPlan, model: ModelFn, checkpoint: Checkpoint, progress: ProgressCallback | None, t_start: float
+) -> SlidePrediction:
+    """Predict the slide of ``plan`` and write all its outputs into place (through a scratch folder)."""
+    settings = plan.settings
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{plan.stem}.tmp-", dir=plan.out_dir))
+    try:
+        with Slide.open(plan.slide_path, backend=settings.backend, mpp=settings.slide_mpp) as slide:
+            pred = predict_slide(model, checkpoint, slide, scratch, settings, progress=progress)
+            device = getattr(model, "device", None) or resolve_device(settings.device)
+            run = {"device": str(device), "batch_size": settings.batch_size, "backend": slide.backend}
+            job = WriteJob(
+                scratch, plan.names, pred, slide, checkpoint.labels, settings, checkpoint_summary(plan, checkpoint), run
+            )
+            write_outputs(job, plan.writers, plan.stem, t_start)
+        commit(scratch, plan.out_dir, plan.names)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return pred
+
+
+def run_slide(
+    checkpoint_path: str | Path,
+    slide_path: str | Path,
+    out_dir: str | Path,
+    settings: PredictSettings = PredictSettings(),
+    *,
+    model: ModelFn | None = None,
+    checkpoint: Checkpoint | None = None,
+    checkpoint_sha256: str | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> SlideResult:
+    """Predict one slide and write its outputs into ``out_dir`` (resumable, atomic; see the module docstring).
+
+    Parameters
+    ----------
+    checkpoint_path
+        The checkpoint file (hashed to identify it in the record, unless ``checkpoint_sha256`` is given).
+    model, checkpoint
+        The loaded checkpoint and its prepared model, to reuse across slides; loaded when omitted.
+    overwrite
+        Redo the slide even when its outputs are up to date.
+    progress
+        Called with ``(tiles done, tiles total)`` after every batch.
+
+    Errors propagate (the caller decides whether a multi-slide run continues).
+    """
+    t_start = time.perf_counter()
+    sha = checkpoint_sha256 or file_sha256(checkpoint_path)
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)
+    plan = plan_run(checkpoint_path, checkpoint, slide_path, out_dir, settings, sha)
+    if not overwrite and is_done(plan.out_dir, plan.stem, sha, plan.settings.identity()):
+        log.info("%s: outputs up to date in %s, skipping (--overwrite to redo)", plan.slide_path.name, plan.out_dir)
+        record = load_record_json(plan.out_dir / plan.names["record"]) or {}
+        return SlideResult(str(plan.slide_path), "skipped", dict(record.get("outputs", {})))
+    if model is None:
+        model = prepare_model(checkpoint, settings.device, settings.precision)
+    pred = predict_and_write(plan, model, checkpoint, progress, t_start)
+    seconds = time.perf_counter() - t_start
+    log.info("%s: %d tiles in %.1f s -> %s", plan.slide_path.name, pred.tiling.n_tiles, seconds, plan.out_dir)
+    return SlideResult(str(plan.slide_path), "done", plan.names, None, seconds, pred.tiling.n_tiles)
+
+
+__all__ = [
+    "RunPlan",
+    "SlideResult",
+    "checkpoint_summary",
+    "commit",
+    "file_sha256",
+    "is_done",
+    "output_names",
+    "plan_run",
+    "predict_and_write",
+    "run_slide",
+    "worker_name",
+]

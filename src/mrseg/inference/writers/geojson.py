@@ -1,0 +1,143 @@
+"""GeoJSON polygons (writer ``geojson``): QuPath-importable annotations of the predicted regions.
+
+``<stem>.geojson`` (key ``geojson``): a FeatureCollection of ``Polygon`` annotations (with holes)
+in level-0 pixel coordinates. For every class ``k = 1 .. C-1`` of the label spec, the regions where
+its probability is ``>= threshold`` are traced on the map sampled (nearest) to at most
+:data:`GEOJSON_MAX_SIDE` pixels; each feature carries the class's name and colour as its QuPath
+classification ``{"name": ..., "color": [r, g, b]}``. A binary task gives the features of its one
+foreground class (``"tumor"`` by default). With ``threshold <= 0.5`` regions of different classes
+may overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapely.geometry import Polygon, mapping
+from shapely.ops import unary_union
+from skimage.measure import find_contours, label, regionprops
+
+from mrseg.core.atomic import atomic_write_text
+from mrseg.core.label_spec import RGB, LabelSpec
+from mrseg.inference.merger import ProbabilityMap
+from mrseg.inference.writers.base import WriteJob, Writer, register_writer
+from mrseg.wsi.geometry import ReadGrid, sample_nearest
+
+#: Longest side of the mask the GeoJSON polygons are traced on.
+GEOJSON_MAX_SIDE = 8192
+
+
+def _fit(shape_hw: tuple[int, int], max_side: int) -> tuple[int, int]:
+    h, w = shape_hw
+    f = min(1.0, max_side / max(h, w))
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def _region_polygon(region: Any, pixel_l0: float) -> Any | None:
+    """The polygon (with holes) of one labelled region, in level-0 pixels (None when degenerate)."""
+    r0, c0, _, _ = region.bbox
+    crop = np.pad(region.image, 1).astype(np.float32)
+    rings = []
+    for contour in find_contours(crop, 0.5):
+        if len(contour) < 4:
+            continue
+        # contour (row, col) in padded-crop pixel-centre units -> level-0 (x, y)
+        xy = np.stack([contour[:, 1] - 1 + c0 + 0.5, contour[:, 0] - 1 + r0 + 0.5], axis=1) * pixel_l0
+        ring = Polygon(xy)
+        if ring.area > 0:
+            rings.append(ring)
+    if not rings:
+        return None
+    rings.sort(key=lambda p: p.area, reverse=True)
+    outer = rings[0]
+    for hole in rings[1:]:
+        outer = outer.difference(hole)
+    return unary_union([outer]).buffer(0)
+
+
+def mask_polygons(mask: np.ndarray, pixel_l0: float, min_area_px: float = 4.0) -> list[Any]:
+    """Trace the regions of a bool ``(h, w)`` mask as shapely Polygons in level-0 pixels.
+
+    Mask pixel ``(r, c)`` covers level-0 ``[c*s, (c+1)*s) x [r*s, (r+1)*s)`` with ``s = pixel_l0``.
+    Each connected region (8-connectivity) becomes a polygon with its holes; regions smaller than
+    ``min_area_px`` mask pixels are dropped.
+    """
+    polygons: list[Any] = []
+    for region in regionprops(label(mask, connectivity=2)):
+        if region.area < min_area_px:
+            continue
+        geom = _region_polygon(region, pixel_l0)
+        if geom is not None:
+            polygons.extend(getattr(geom, "geoms", [geom]))
+    return [p for p in polygons if not p.is_empty and p.area > 0]
+
+
+def polygon_features(polygons: list[Any], name: str, color: RGB, *, simplify: float = 0.0) -> list[dict[str, Any]]:
+    """GeoJSON annotation Features of ``polygons`` (level-0 coordinates) classified as ``name`` in ``color``."""
+    features = []
+    for poly in polygons:
+        geom = poly.simplify(simplify, preserve_topology=True) if simplify > 0 else poly
+        if geom.is_empty:
+            continue
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": mapping(geom),
+                "properties": {"objectType": "annotation", "classification": {"name": name, "color": list(color)}},
+            }
+        )
+    return json.loads(json.dumps(features))  # plain lists, no tuples
+
+
+def class_features(
+    pmap: ProbabilityMap, labels: LabelSpec, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
+) -> list[dict[str, Any]]:
+    """Features of every foreground class of ``pmap``: regions of probability ``>= threshold``, in label order."""
+    map_grid = ReadGrid.of_map(pmap.shape, pmap.mpp / slide_mpp)
+    h, w = _fit(map_grid.shape, max_side)
+    mask_grid = ReadGrid(map_grid.box_l0, (w, h))
+    pixel_l0 = mask_grid.scale[0]  # level-0 pixels per mask pixel
+    features: list[dict[str, Any]] = []
+    for k, channel in enumerate(pmap.channels, start=1):
+        prob = pmap.to_probability(sample_nearest(channel, map_grid, mask_grid))
+        polygons = mask_polygons(prob >= threshold, pixel_l0)
+        features += polygon_features(polygons, labels.classes[k], labels.color(k), simplify=pixel_l0 * 0.5)
+    return features
+
+
+def write_geojson(
+    path: str | os.PathLike[str], pmap: ProbabilityMap, labels: LabelSpec, slide_mpp: float, threshold: float
+) -> tuple[Path, int]:
+    """Write the FeatureCollection of :func:`class_features`; return the path and the number of features."""
+    features = class_features(pmap, labels, slide_mpp, threshold)
+    atomic_write_text(path, json.dumps({"type": "FeatureCollection", "features": features}))
+    return Path(path), len(features)
+
+
+@register_writer
+class GeoJsonWriter(Writer):
+    """``<stem>.geojson``; reports ``polygons`` (the number of features)."""
+
+    name = "geojson"
+
+    def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
+        return {"geojson": f"{stem}.geojson"}
+
+    def write(self, job: WriteJob) -> dict[str, Any]:
+        pred = job.prediction
+        _, n = write_geojson(job.path("geojson"), pred.map, job.labels, pred.slide_mpp, job.settings.threshold)
+        return {"polygons": n}
+
+
+__all__ = [
+    "GEOJSON_MAX_SIDE",
+    "GeoJsonWriter",
+    "class_features",
+    "mask_polygons",
+    "polygon_features",
+    "write_geojson",
+]
