@@ -28,7 +28,26 @@ class TestMRNTransposed(ModelTester):
     FINGERPRINT = "732385de03dc03864374789a751c45365dbfd42943a7fe307b95222afd995aab"
 
 
-TESTERS: list[type[ModelTester]] = [TestUNet, TestMRNBilinear, TestMRNTransposed]
+class TestMRNBilinearGated(ModelTester):
+    name = "mrn_bilinear"
+    fuser = "gated"
+    FINGERPRINT = "e295b395aa5b70ed24c53d7834553d301c4425c45c26e36a135b89a701fe5615"
+
+
+class TestMRNTransposedGated(ModelTester):
+    name = "mrn_transposed"
+    fuser = "gated"
+    j = 2
+    FINGERPRINT = "9f6b38b09fe41de9cbebd61a8754e82e8dcea61094d66c711280263ead7d2cf2"
+
+
+TESTERS: list[type[ModelTester]] = [
+    TestUNet,
+    TestMRNBilinear,
+    TestMRNTransposed,
+    TestMRNBilinearGated,
+    TestMRNTransposedGated,
+]
 
 
 def test_every_architecture_and_fuser_has_a_tester() -> None:

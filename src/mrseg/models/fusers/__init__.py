@@ -7,7 +7,7 @@ registers the built-in ones below (add a line here for a new fuser).
 
 from __future__ import annotations
 
-from mrseg.models.fusers import concat  # noqa: F401 - importing a fuser module registers it
+from mrseg.models.fusers import concat, gated  # noqa: F401 - importing a fuser module registers it
 from mrseg.models.fusers.base import FUSERS, Fuser, create_fuser, fuser_class, fuser_names, register_fuser
 
 #: The paper's fuser, used unless ``fuser=`` says otherwise.
