@@ -37,7 +37,8 @@ class MRN(SegmentationModel):
         As for :class:`mrseg.models.unet.UNet`.
     fuser
         How each level's J aligned maps are combined (:func:`mrseg.models.fusers.fuser_names`):
-        ``"concat"`` (the paper's: concatenate, 1x1 conv, BN).
+        ``"concat"`` (the paper's: concatenate, 1x1 conv, BN) or ``"gated"`` (per-pixel softmax
+        weights over the branches).
     fusion
         Deprecated spelling of ``upscale`` (warns).
 
