@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import builtins
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
+from mrseg.core.errors import CheckpointError
 from mrseg.core.input_spec import InputSpec
 from mrseg.models import create_model
-from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
+from mrseg.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from mrseg.models.export import ExportError, export_checkpoint, export_model
 
 
@@ -30,8 +31,6 @@ def test_torchscript_export_matches(tmp_path: Path, name: str) -> None:
     ckpt = _checkpoint(tmp_path, name, mpps)
     result = export_checkpoint(ckpt, tmp_path / "m.ts", format="torchscript")
     assert result.path.is_file() and result.max_abs_diff <= 1e-4
-    from mrseg.models.checkpoint import load_checkpoint
-
     loaded = torch.jit.load(str(result.path))
     x = torch.randn(3, len(mpps), 3, 8, 8)
     with torch.no_grad():
@@ -43,10 +42,8 @@ def test_torchscript_export_matches(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.slow
 def test_onnx_export_matches_with_dynamic_batch(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    import onnxruntime
-
-    from mrseg.models.checkpoint import load_checkpoint
+    onnxruntime = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
 
     ckpt_path = _checkpoint(tmp_path, "mrn_bilinear", (0.5, 1.0))
     out = tmp_path / "sub" / "m.onnx"
@@ -61,16 +58,18 @@ def test_onnx_export_matches_with_dynamic_batch(tmp_path: Path) -> None:
         (got,) = session.run(None, {"patches": x.numpy()})
         with torch.no_grad():
             torch.testing.assert_close(torch.from_numpy(got), model(x), atol=1e-4, rtol=0)
-    import onnx
-
     assert max(o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx")) >= 17
 
 
-def test_mismatch_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mrseg.models.export as export
+class TracesDifferently(nn.Module):
+    """A network whose traced graph adds 1 to what it returns in eager mode (a bad export)."""
 
-    model = create_model("unet", mpps=[0.5], width=2, depth=1)
-    monkeypatch.setattr(export, "_run_torchscript", lambda path, x: model.eval()(x) + 1.0)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] + 1.0 if torch.jit.is_tracing() else x[:, 0]
+
+
+def test_mismatch_leaves_no_file(tmp_path: Path) -> None:
+    model = TracesDifferently()
     out = tmp_path / "m.ts"
     with pytest.raises(ExportError, match="differs from PyTorch by 1"):
         export_model(model, out, format="torchscript", input_shape=(1, 1, 3, 8, 8))
@@ -92,14 +91,7 @@ def test_unknown_format(tmp_path: Path) -> None:
 
 
 def test_missing_onnx_gives_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'", name="onnxruntime")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what Python does for a module that is not installed
     model = create_model("unet", mpps=[0.5], width=2, depth=1)
     with pytest.raises(ExportError, match=r'pip install "mrseg\[onnx\]"'):
         export_model(model, tmp_path / "m.onnx", format="onnx", input_shape=(1, 1, 3, 8, 8))
@@ -107,7 +99,5 @@ def test_missing_onnx_gives_install_hint(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_bad_checkpoint(tmp_path: Path) -> None:
-    from mrseg.core.errors import CheckpointError
-
     with pytest.raises(CheckpointError, match="not found"):
         export_checkpoint(tmp_path / "missing.pt", tmp_path / "m.onnx")

@@ -39,7 +39,7 @@ from torch import nn
 
 from mrseg import __version__
 from mrseg.core.atomic import atomic_path
-from mrseg.core.errors import CheckpointError, ConfigError
+from mrseg.core.errors import CheckpointError, ConfigError, ModelConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.core.label_spec import LabelSpec
 from mrseg.core.tissue_spec import TissueSettings
@@ -83,7 +83,7 @@ class Checkpoint:
         try:
             model = create_model(self.model_name, mpps=list(self.input_spec.mpps), **self.model_kwargs)
             model.load_state_dict(self.state_dict, strict=strict)
-        except (RuntimeError, TypeError, KeyError, ValueError) as error:
+        except (ModelConfigError, RuntimeError, TypeError, KeyError, ValueError) as error:
             raise CheckpointError(
                 f"checkpoint model {self.model_name!r} with {self.model_kwargs} cannot be rebuilt: {error}"
             ) from error

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mrseg.models.registry import create_model
+
 
 @dataclass(frozen=True)
 class ModelProfile:
@@ -139,8 +141,6 @@ def meta_copy(model: nn.Module) -> nn.Module:
     """The same architecture on the ``meta`` device (shapes only: no memory, no arithmetic)."""
     hparams = getattr(model, "hparams", None)
     if isinstance(hparams, dict) and "name" in hparams:
-        from mrseg.models.registry import create_model
-
         with torch.device("meta"):
             return create_model(**hparams)
     return copy.deepcopy(model).to("meta")

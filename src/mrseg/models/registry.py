@@ -1,39 +1,64 @@
-"""``create_model(name, **kwargs)``: the one way to build a network, recording its hyper-parameters.
+"""The model registry, built from the classes: ``@register_model(name)`` and ``create_model(name, **options)``.
 
-Every model returned carries ``model.hparams`` (``{"name": ..., **kwargs}`` as plain Python types)
-such that ``create_model(**model.hparams)`` rebuilds the same architecture; checkpoints store it.
+An architecture is a :class:`~mrseg.models.base.SegmentationModel` subclass whose ``__init__`` takes
+``mpps`` and keyword options; decorating it with ``@register_model("name", **presets)`` makes it
+buildable as ``create_model("name", mpps=..., **options)``. Presets fix options under that name
+(``mrn_bilinear`` is :class:`~mrseg.models.mrn.MRN` with ``upscale="bilinear"``). Every model records
+``model.hparams`` such that ``create_model(**model.hparams)`` rebuilds the same architecture;
+checkpoints store it (the mpps in their input spec).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from mrseg.core.errors import ModelConfigError
-from mrseg.models.blocks import SegmentationModel
-from mrseg.models.mrn import MRN
-from mrseg.models.unet import UNet
+from mrseg.models.base import SegmentationModel
+
+ModelT = TypeVar("ModelT", bound=type[SegmentationModel])
 
 
-def _unet(*, mpps: Sequence[float], num_classes: int, width: int, depth: int, in_channels: int) -> SegmentationModel:
-    return UNet(mpps, num_classes=num_classes, width=width, depth=depth, in_channels=in_channels)
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered name: the class and the options the name fixes."""
+
+    cls: type[SegmentationModel]
+    presets: Mapping[str, Any] = field(default_factory=dict)
+
+    def options(self) -> list[str]:
+        """Keyword options ``create_model`` accepts under this name (``mpps`` first)."""
+        hidden = set(self.presets) | set(getattr(self.cls, "deprecated_options", {}))
+        parameters = list(inspect.signature(self.cls.__init__).parameters.values())[1:]
+        return [p.name for p in parameters if p.name not in hidden and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def _mrn(fusion: str) -> Callable[..., SegmentationModel]:
-    def build(
-        *, mpps: Sequence[float], num_classes: int, width: int, depth: int, in_channels: int
-    ) -> SegmentationModel:
-        return MRN(mpps, fusion=fusion, num_classes=num_classes, width=width, depth=depth, in_channels=in_channels)
-
-    build.__doc__ = f"MRN with {fusion} upscaling of the cropped coarse maps."
-    return build
+#: Registered architectures: name -> :class:`ModelEntry`, in registration order.
+MODELS: dict[str, ModelEntry] = {}
 
 
-#: Registered architectures: name -> builder taking the keyword arguments of :func:`create_model`.
-MODELS: dict[str, Callable[..., SegmentationModel]] = {
-    "unet": _unet,
-    "mrn_bilinear": _mrn("bilinear"),
-    "mrn_transposed": _mrn("transposed"),
-}
+def register_model(name: str, **presets: Any) -> Callable[[ModelT], ModelT]:
+    """Class decorator: register a :class:`SegmentationModel` subclass as ``name`` (with fixed ``presets``).
+
+    Raises
+    ------
+    ModelConfigError
+        ``name`` is taken by another class, or the class's ``__init__`` lacks ``mpps`` or a preset.
+    """
+
+    def register(cls: ModelT) -> ModelT:
+        if name in MODELS and MODELS[name].cls is not cls:
+            raise ModelConfigError(f"model {name!r} is already registered ({MODELS[name].cls.__qualname__})")
+        parameters = inspect.signature(cls.__init__).parameters
+        missing = [p for p in ("mpps", *presets) if p not in parameters]
+        if missing:
+            raise ModelConfigError(f"{cls.__qualname__}.__init__ has no parameter(s) {missing} to register {name!r}")
+        MODELS[name] = ModelEntry(cls, dict(presets))
+        return cls
+
+    return register
 
 
 def model_names() -> list[str]:
@@ -41,31 +66,30 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
-def create_model(
-    name: str,
-    *,
-    mpps: Sequence[float],
-    num_classes: int = 1,
-    width: int = 32,
-    depth: int = 4,
-    in_channels: int = 3,
-) -> SegmentationModel:
-    """Build a registered network and record its hyper-parameters in ``model.hparams``.
+def model_entry(name: str) -> ModelEntry:
+    """The entry registered as ``name`` (raises :class:`ModelConfigError` listing the names)."""
+    if not isinstance(name, str) or name not in MODELS:
+        raise ModelConfigError(f"unknown model {name!r}; choose one of {model_names()}")
+    return MODELS[name]
+
+
+def model_options(name: str) -> list[str]:
+    """Keyword options :func:`create_model` accepts for ``name`` (``mpps`` first)."""
+    return model_entry(name).options()
+
+
+def create_model(name: str, *, mpps: Sequence[float], **options: Any) -> SegmentationModel:
+    """Build a registered network, passing ``options`` through to its class.
 
     Parameters
     ----------
     name
-        ``"unet"``, ``"mrn_bilinear"`` or ``"mrn_transposed"``.
+        A registered name (:func:`model_names`: ``"unet"``, ``"mrn_bilinear"``, ``"mrn_transposed"``).
     mpps
         Microns per pixel of the input patches, finest first (one value for ``unet``).
-    num_classes
-        Logit channels C.
-    width
-        Base channels F (doubling per level).
-    depth
-        Pooling levels D.
-    in_channels
-        Image channels per patch.
+    **options
+        The class's options (:func:`model_options`), e.g. ``num_classes``, ``width``, ``depth``,
+        ``in_channels``, and for the MRNs ``fuser``.
 
     Returns
     -------
@@ -76,10 +100,16 @@ def create_model(
     Raises
     ------
     ModelConfigError
-        Unknown name or a configuration the network cannot take.
+        Unknown name, an option the name does not take (the message lists those it does), or a
+        configuration the network cannot take.
     """
-    if name not in MODELS:
-        raise ModelConfigError(f"unknown model {name!r}; choose one of {model_names()}")
+    entry = model_entry(name)
+    accepted = entry.options()
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        fixed = {key: entry.presets[key] for key in unknown if key in entry.presets}
+        note = f" ({name} fixes {fixed}; choose another model name)" if fixed else ""
+        raise ModelConfigError(f"{name} takes no option {unknown}{note}; it accepts {accepted}")
     if isinstance(mpps, (str, bytes)) or not isinstance(mpps, Sequence):
         raise ModelConfigError(f"mpps must be a sequence of microns per pixel, got {mpps!r}")
-    return MODELS[name](mpps=mpps, num_classes=num_classes, width=width, depth=depth, in_channels=in_channels)
+    return entry.cls(mpps=mpps, **entry.presets, **options)  # type: ignore[call-arg]

@@ -1,4 +1,4 @@
-"""Which resolutions and input sizes a network accepts, with error messages that say what would work.
+"""Which resolutions, input sizes and shape hyper-parameters a network accepts, with errors that say what would work.
 
 All sizes are edges of square (or rectangular) patches in pixels at their own mpp; ``mpps`` are
 microns per pixel, finest first.
@@ -15,6 +15,12 @@ from mrseg.core.errors import ModelConfigError
 
 #: Relative tolerance when deciding that ``mpp_j / mpp_1`` is a power of two (scanner mpps are rounded).
 GAMMA_RTOL = 1e-3
+
+
+def check_int(name: str, value: object, low: int) -> None:
+    """Raise :class:`ModelConfigError` unless ``value`` is an integer (not a bool) ``>= low``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ModelConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def gammas_from_mpps(mpps: Sequence[float]) -> list[int]:
