@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mrseg.core.errors import DataError, SlideError
+from mrseg.core.tissue_spec import TissueSettings
 from mrseg.training.augment import Augmenter
 from mrseg.training.config import AugmentConfig
 from mrseg.training.data import exclude_records, prepare, split_records
@@ -26,7 +27,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(dataset: Path) -> list:
-    return prepare(read_manifest(dataset), tissue_mpp=8.0)
+    return prepare(read_manifest(dataset), tissue=TissueSettings(mpp=8.0))
 
 
 def test_manifest_csv_and_yaml(tmp_path: Path, dataset: Path) -> None:
