@@ -31,15 +31,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data"), 5)
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_globals() -> object:
-    """train() sets torch's thread count and deterministic mode for its process; undo for other tests."""
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 def _state(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).state_dict
 
