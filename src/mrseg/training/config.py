@@ -82,7 +82,7 @@ class Config(Section):
         elif "num_classes" not in given and isinstance(model, dict):
             try:
                 outputs = _as_label_spec(data["labels"]).num_outputs
-            except (ConfigError, TypeError, ValueError):
+            except (ConfigError, AttributeError, TypeError, ValueError):
                 return data  # the field validator reports the bad labels section
             data = {**data, "model": {**model, "num_classes": outputs}}
         return data
