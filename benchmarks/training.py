@@ -27,9 +27,10 @@ import torch
 
 from mrseg.models.inputs import to_tensor
 from mrseg.training.config import load_config, update_config
-from mrseg.training.loop import _loader, build_model, seed_everything
+from mrseg.training.epoch import make_loader
 from mrseg.training.losses import SegmentationLoss, l2_penalty
 from mrseg.training.sampling import EpochSampler, load_datasets
+from mrseg.training.state import build_model, seed_everything
 
 
 def _step(model, optimizer, criterion, x, y, lam):  # type: ignore[no-untyped-def]
@@ -46,11 +47,11 @@ def measure(config, steps: int, warmup: int) -> dict[str, float]:  # type: ignor
     train_ds, _ = load_datasets(config)
     model = build_model(config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    criterion = SegmentationLoss(config.model.num_classes)
+    criterion = SegmentationLoss.for_labels(config.labels)
     spec = config.model.input_spec()
     b = config.train.batch_size
     sampler = EpochSampler((steps + warmup) * b)
-    loader = _loader(train_ds, sampler, config, torch.device("cpu"))
+    loader = make_loader(train_ds, sampler, config, torch.device("cpu"))
     it = iter(loader)
     first = next(it)
     x_mem, y_mem = to_tensor(first["patches"], spec), first["mask"]

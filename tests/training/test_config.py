@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 from mrseg.core.errors import ConfigError
+from mrseg.core.label_spec import LabelSpec
+from mrseg.core.tissue_spec import TissueSettings
 from mrseg.models import create_model
 from mrseg.models.sizes import required_multiple
 from mrseg.training.config import (
     CAMELYON16_NON_EXHAUSTIVE,
     Config,
     apply_overrides,
+    config_from_dict,
     diff_configs,
     load_config,
     packaged_configs_dir,
@@ -102,6 +105,8 @@ def test_all_recipes_present() -> None:
         "synthetic_unet.yaml",
         "synthetic_mrn_bilinear.yaml",
         "synthetic_mrn_transposed.yaml",
+        "synthetic_multiclass_mrn.yaml",
+        "synthetic_multiclass_unet.yaml",
     }
     assert expected <= set(PACKAGED)
 
@@ -122,3 +127,86 @@ def test_packaged_recipes_load_and_build(name: str) -> None:
 def test_input_spec_from_model_config() -> None:
     spec = apply_overrides(Config(), ["model.patch_size=64", "model.mpps=[1.0, 2.0]"]).model.input_spec()
     assert spec.size_px == 64 and spec.mpps == (1.0, 2.0)
+
+
+# --- labels and tissue --------------------------------------------------------------------------
+
+FOUR = ["background", "tumour", "lymphoid", "other"]
+
+
+def test_default_labels_are_the_binary_camelyon_spec() -> None:
+    c = Config()
+    assert c.labels == LabelSpec() and c.model.num_classes == 1 and c.labels.activation == "sigmoid"
+    assert c.data.tissue == TissueSettings()
+    for name in ("synthetic_mrn_bilinear", "camelyon16_unet_1"):
+        assert load_config(name).labels == LabelSpec()  # recipes without a labels section: unchanged
+
+
+def test_labels_and_num_classes_derive_each_other() -> None:
+    given_labels = config_from_dict({"labels": {"classes": FOUR, "label_map": {"tumour": 1, "lymphoid": 2}}})
+    assert given_labels.model.num_classes == 4 and given_labels.labels.activation == "softmax"
+    given_outputs = config_from_dict({"model": {"num_classes": 3}})
+    assert given_outputs.labels == LabelSpec.for_outputs(3)
+    two_softmax = config_from_dict({"labels": {"activation": "softmax"}})
+    assert two_softmax.model.num_classes == 2 and two_softmax.labels.classes == ("background", "tumor")
+
+
+def test_num_classes_and_labels_must_agree() -> None:
+    with pytest.raises(ConfigError, match=r"model\.num_classes=1 does not fit labels: .* need 4 output"):
+        config_from_dict({"model": {"num_classes": 1}, "labels": {"classes": FOUR}})
+    with pytest.raises(ConfigError, match=r"model\.num_classes=3 does not fit labels"):
+        apply_overrides(Config(), ["model.num_classes=3", f"labels.classes=[{', '.join(FOUR)}]"])
+
+
+def test_overriding_one_of_the_pair_rederives_the_other() -> None:
+    c = apply_overrides(Config(), [f"labels.classes=[{', '.join(FOUR)}]", "labels.label_map={tumour: 1, other: 3}"])
+    assert c.model.num_classes == 4 and c.labels.activation == "softmax" and len(c.labels.colors) == 4
+    assert apply_overrides(c, ["labels.label_map.lymphoid=2"]).labels.label_map == {
+        "tumour": 1,
+        "other": 3,
+        "lymphoid": 2,
+    }
+    assert apply_overrides(Config(), ["model.num_classes=3"]).labels == LabelSpec.for_outputs(3)
+    with pytest.raises(ConfigError, match="num_classes=2 does not fit"):  # explicit labels stay and must fit
+        apply_overrides(c, ["model.num_classes=2"])
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("labels.classes=[background]", "labels: labels need a background"),
+        ("labels.activation=relu", "labels.activation"),
+        ("labels.label_map.lymphoid=7", "labels: label map"),
+        ("labels.colour=[1, 2, 3]", "labels.colour: unknown key"),
+        ("data.tissue.mpp=-1", "data.tissue: tissue mpp must be a positive number"),
+        ("data.tissue.smooth=1", "data.tissue.smooth"),
+    ],
+)
+def test_bad_labels_and_tissue_name_the_key(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        apply_overrides(Config(), [override])
+
+
+def test_tissue_mpp_is_read_as_tissue_settings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "old.yaml").write_text("data:\n  tissue_mpp: 4.0\n")
+    old = load_config(tmp_path / "old.yaml")
+    assert old.data.tissue == TissueSettings(mpp=4.0) and "data.tissue_mpp is deprecated" in caplog.text
+    assert "tissue_mpp" not in old.to_dict()["data"]
+    assert apply_overrides(Config(), ["data.tissue_mpp=2.0"]).data.tissue.mpp == 2.0
+    (tmp_path / "both.yaml").write_text("data:\n  tissue_mpp: 4.0\n  tissue:\n    mpp: 2.0\n")
+    with pytest.raises(ConfigError, match="disagree"):
+        load_config(tmp_path / "both.yaml")
+
+
+def test_labels_and_tissue_round_trip(tmp_path: Path) -> None:
+    c = apply_overrides(Config(), [f"labels.classes=[{', '.join(FOUR)}]", "data.tissue.smooth_um=4.0"])
+    c.save(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == c
+
+
+@pytest.mark.parametrize("name", ["synthetic_multiclass_mrn", "synthetic_multiclass_unet"])
+def test_multiclass_recipes(name: str) -> None:
+    c = load_config(name)
+    assert c.labels.classes == tuple(FOUR) and c.labels.activation == "softmax" and c.model.num_classes == 4
+    assert c.labels.label_map == {"tumour": 1, "lymphoid": 2, "other": 3}
+    assert c.model.name == ("unet" if name.endswith("unet") else "mrn_bilinear")

@@ -1,32 +1,22 @@
-"""Data sets: manifests, CAMELYON16 folders, up-front validation, split by slide, sampling, patch reading."""
+"""Data sets: manifests, CAMELYON16 folders, up-front validation, split by slide."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
-from mrseg.core.errors import DataError, SlideError
-from mrseg.training.augment import Augmenter
-from mrseg.training.config import AugmentConfig
+from mrseg.core.errors import DataError
+from mrseg.core.label_spec import LabelSpec
+from mrseg.core.tissue_spec import TissueSettings
 from mrseg.training.data import exclude_records, prepare, split_records
-from mrseg.training.sampling import TRAIN_STREAM, VAL_STREAM, EpochSampler, PatchDataset, draw_center
 from mrseg.wsi.manifest import SlideRecord, discover, read_manifest, scan_camelyon16
-from training_data import MPP, SIZE, asap_xml, make_dataset, make_slide
+from training_data import MULTICLASS, SIZE, asap_xml, make_dataset, make_multiclass_dataset, make_slide
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data"), 4)
-
-
-@pytest.fixture(scope="module")
-def prepared(dataset: Path) -> list:
-    return prepare(read_manifest(dataset), tissue_mpp=8.0)
 
 
 def test_manifest_csv_and_yaml(tmp_path: Path, dataset: Path) -> None:
@@ -110,98 +100,42 @@ def test_split_by_slide_seeded() -> None:
         split_records(recs[:1])
 
 
-def test_centres_in_tissue_and_class_balance(prepared: list) -> None:
-    from mrseg.wsi.annotations import load_annotations
-
-    info = prepared[0]  # has a tumour disc
-    assert info.positive_labels == (1,)
-    ann = load_annotations(info.record.annotation, slide_dimensions=info.dimensions)
-    rng = np.random.default_rng(0)
-    pts = np.array([draw_center(info, ann, rng, positive_fraction=0.5) for _ in range(400)])
-    r = np.hypot(pts[:, 0] - SIZE / 2, pts[:, 1] - SIZE / 2)
-    assert (r < SIZE * 0.38 + 1.5 * 8 / MPP).all()  # inside tissue (up to one tissue-mask pixel)
-    inside = ann.rasterize((0, 0, SIZE, SIZE), (SIZE, SIZE))[pts[:, 1].astype(int), pts[:, 0].astype(int)] > 0
-    # Half the centres are drawn in the tumour; tissue draws add a few more (tumour area / tissue area).
-    assert 0.45 < inside.mean() < 0.70
-    none = np.array([draw_center(info, ann, rng, positive_fraction=0.0) for _ in range(200)])
-    inside0 = ann.rasterize((0, 0, SIZE, SIZE), (SIZE, SIZE))[none[:, 1].astype(int), none[:, 0].astype(int)] > 0
-    assert inside0.mean() < 0.3
+def test_split_keeps_its_draws() -> None:
+    """The random split is a fixed function of the records and the seed (runs started earlier resume unchanged)."""
+    recs = [SlideRecord(Path(f"/s/{i}.tif"), annotation=Path(f"/a/{i}.xml") if i % 3 else None) for i in range(7)]
+    tr, va = split_records(recs, val_fraction=0.3, seed=4)
+    assert [r.name for r in va] == ["3", "5"] and len(tr) == 5  # as before the split was refactored
+    assert split_records(recs, val_fraction=0.0)[1] == []
+    assert len(split_records(recs[:2], val_fraction=0.9)[0]) == 1  # never all slides held out
 
 
-def _ds(prepared: list, stream: int = TRAIN_STREAM, **kw: object) -> PatchDataset:
-    return PatchDataset(prepared, mpps=(1.0, 2.0, 4.0), size_px=32, seed=5, stream=stream, **kw)  # type: ignore[arg-type]
+def test_prepare_uses_the_tissue_settings(dataset: Path) -> None:
+    coarse = prepare(read_manifest(dataset)[:1], tissue=TissueSettings(mpp=16.0))[0]
+    fine = prepare(read_manifest(dataset)[:1], tissue=TissueSettings(mpp=8.0))[0]
+    assert coarse.tissue_shape == (SIZE // 16, SIZE // 16) and fine.tissue_shape == (SIZE // 8, SIZE // 8)
 
 
-def test_items_shapes_and_mask_alignment(prepared: list) -> None:
-    ds = _ds(prepared[:1], positive_fraction=1.0)
-    item = ds[(0, 0)]
-    assert item["patches"].shape == (3, 32, 32, 3) and item["patches"].dtype == torch.uint8
-    assert item["mask"].shape == (32, 32) and item["mask"].dtype == torch.uint8
-    # Tumour pixels are purple (low green), the rest pink or white: the mask follows the image.
-    finest = item["patches"][0].numpy().astype(int)
-    mask = item["mask"].numpy() > 0
-    assert mask.any()
-    assert finest[..., 1][mask].mean() < 80 and (finest[..., 1][~mask].mean() > 120 if (~mask).any() else True)
+def test_binary_default_keeps_unknown_groups_as_tumour(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    manifest = make_multiclass_dataset(tmp_path, 1)  # groups tumour, lymphoid, other
+    (info,) = prepare(read_manifest(manifest))  # the binary CAMELYON spec: today's behaviour
+    assert info.positive_labels == (1,)  # 'tumour' is known; 'lymphoid' and 'other' default to 1 ...
+    assert "'lymphoid' is not in the label map; using default label 1" in caplog.text  # ... with a warning
 
 
-def test_samples_depend_only_on_key(prepared: list) -> None:
-    ds = _ds(prepared, augment=Augmenter(AugmentConfig()))
-    a, b = ds[(3, 17)], ds[(3, 17)]
-    assert torch.equal(a["patches"], b["patches"]) and torch.equal(a["center"], b["center"])
-    assert not torch.equal(ds[(4, 17)]["center"], a["center"])
-    val = _ds(prepared, stream=VAL_STREAM, length=8, augment=Augmenter(AugmentConfig()))
-    assert val.augment is None  # never augmented
-    assert torch.equal(val[5]["patches"], val[5]["patches"]) and val[5]["slide"] == 5 % len(prepared)
-
-
-def test_workers_match_single_process(prepared: list) -> None:
-    ds = _ds(prepared)
-    sampler = EpochSampler(8)
-    sampler.set_epoch(2)
-    ref = next(iter(DataLoader(ds, batch_size=8, sampler=sampler, num_workers=0)))
-    got = next(iter(DataLoader(ds, batch_size=8, sampler=sampler, num_workers=2)))
-    assert torch.equal(ref["patches"], got["patches"]) and torch.equal(ref["mask"], got["mask"])
-    ds.close()
-
-
-def test_epoch_sampler_shards_ranks() -> None:
-    keys = [list(EpochSampler(12, rank=r, world_size=3, epoch=1)) for r in range(3)]
-    flat = sorted(i for k in keys for _, i in k)
-    assert flat == list(range(12)) and all(len(k) == 4 for k in keys)
-    with pytest.raises(ValueError):
-        EpochSampler(10, world_size=3)
-
-
-def test_handles_are_per_process(prepared: list) -> None:
-    ds = _ds(prepared)
-    ds[(0, 0)]
-    assert ds._handles._slides  # opened lazily in this process
-    clone = __import__("pickle").loads(__import__("pickle").dumps(ds))
-    assert not clone._handles._slides  # nothing travels to a worker
-    ds._handles._pid = os.getpid() + 1  # as if forked: inherited handles are dropped, not reused
-    ds._handles._check_pid()
-    assert not ds._handles._slides
-
-
-def test_outside_is_white(prepared: list) -> None:
-    ds = _ds(prepared[:1])
-    rng = np.random.default_rng(0)
-    info = prepared[0]
-    import mrseg.training.sampling as S
-
-    orig = S.draw_center
-    try:
-        S.draw_center = lambda *a, **k: (2.0, 2.0)  # type: ignore[assignment]
-        patches, mask, _ = ds.read(info, rng)
-    finally:
-        S.draw_center = orig
-    assert (patches[-1, :8, :8] == 255).all() and not mask[:8, :8].any()
-
-
-def test_read_failure_names_slide_and_region(tmp_path: Path) -> None:
-    manifest = make_dataset(tmp_path, 2)
-    prep = prepare(read_manifest(manifest))
-    prep[1].record.slide.write_bytes(b"garbage")
-    ds = _ds(prep[1:])
-    with pytest.raises(SlideError, match=r"slide_01\.tif: failed to read the region centred at level-0 \("):
-        ds[(0, 0)]
+def test_multiclass_labels_are_checked_before_training(tmp_path: Path) -> None:
+    xml = make_multiclass_dataset(tmp_path / "xml", 2)
+    assert [p.positive_labels for p in prepare(read_manifest(xml), labels=MULTICLASS)] == [(1, 2, 3)] * 2
+    masks = make_multiclass_dataset(tmp_path / "masks", 1, masks=True)
+    assert prepare(read_manifest(masks), labels=MULTICLASS)[0].positive_labels == (1, 2, 3)
+    three = LabelSpec(classes=("background", "tumour", "lymphoid"), label_map={"tumour": 1, "lymphoid": 2})
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a slide")
+    records = [*read_manifest(xml), *read_manifest(masks), SlideRecord(broken)]
+    with pytest.raises(DataError) as info:
+        prepare(records, labels=three)
+    text = str(info.value)
+    assert text.startswith("5 problem(s) in the data set:")  # collected with the other problems:
+    assert "xml/annotations/slide_00.xml: annotation group 'other' is not in labels.label_map" in text
+    assert "xml/annotations/slide_01.xml: annotation group 'other' is not in labels.label_map" in text
+    assert "masks/annotations/slide_00.tif: label 3 is not a class of the label spec" in text
+    assert "slide name 'slide_00' also used by" in text and "broken.tif" in text

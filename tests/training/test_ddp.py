@@ -15,15 +15,6 @@ from mrseg.training.config import load_config
 from training_data import make_dataset, tiny_overrides
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_globals() -> object:
-    """train() sets torch's thread count and deterministic mode for its process; undo for other tests."""
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,9 +1,16 @@
 """The typed training configuration: one frozen tree loaded from YAML, overridable field by field.
 
-The tree has six sections (``model``, ``data``, ``sampling``, ``augment``, ``train``, ``output``).
-Every field is validated by pydantic; unknown keys are errors. ``--set a.b=value`` overrides parse
-``value`` as YAML (``2``, ``0.5``, ``[0.5, 1.0]``, ``true``, ``null``) and re-validate the whole tree, so
-a bad override fails with the dotted key in the message.
+The tree has seven sections (``model``, ``labels``, ``data``, ``sampling``, ``augment``, ``train``,
+``output``). Every field is validated by pydantic; unknown keys are errors. ``--set a.b=value``
+overrides parse ``value`` as YAML (``2``, ``0.5``, ``[0.5, 1.0]``, ``true``, ``null``) and re-validate
+the whole tree, so a bad override fails with the dotted key in the message.
+
+``labels`` is the task's :class:`~mrseg.core.label_spec.LabelSpec` and ``data.tissue`` the
+:class:`~mrseg.core.tissue_spec.TissueSettings` of sampling; both are stored in every checkpoint.
+``model.num_classes`` (the network's output channels) and ``labels`` must agree
+(``num_classes == labels.num_outputs``): a file that gives only one of them gets the other derived
+(no ``labels``: :meth:`LabelSpec.for_outputs`, the binary CAMELYON spec for one output), and an
+override of only one of them re-derives the other.
 
 Units: mpp values are microns per pixel; ``patch_size`` is pixels at each patch's own mpp;
 ``jitter_um`` is microns.
@@ -11,147 +18,84 @@ Units: mpp values are microns per pixel; ``patch_size`` is pixels at each patch'
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.errors import ConfigError
-from mrseg.core.input_spec import DEFAULT_MEAN, DEFAULT_STD, InputSpec
+from mrseg.core.label_spec import LabelSpec
 from mrseg.core.overrides import parse_overrides
-from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP
+from mrseg.training.sections import (
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    OutputConfig,
+    SamplingConfig,
+    Section,
+    TrainConfig,
+    core_type,
+)
+
+log = logging.getLogger(__name__)
 
 #: Slides of the CAMELYON16 training set whose lesion annotations are not exhaustive (official README).
 CAMELYON16_NON_EXHAUSTIVE: tuple[str, ...] = tuple(
     f"tumor_{n:03d}" for n in (10, 15, 18, 20, 25, 29, 33, 34, 44, 46, 51, 54, 55, 56, 67, 79, 85, 92, 95, 110)
 )
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ModelConfig(_Section):
-    """Network and input definition (everything that shapes the model; stored in checkpoints)."""
-
-    name: Literal["unet", "mrn_bilinear", "mrn_transposed"] = "mrn_bilinear"
-    mpps: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    patch_size: int = Field(default=512, gt=0, description="edge of every square patch, pixels at its own mpp")
-    num_classes: int = Field(default=1, ge=1, description="1: binary (sigmoid + BCE); >1: softmax + cross-entropy")
-    width: int = Field(default=32, gt=0, description="channels of the first encoder stage")
-    depth: int = Field(default=4, gt=0, description="number of down-sampling stages")
-    mean: tuple[float, float, float] = DEFAULT_MEAN
-    std: tuple[float, float, float] = DEFAULT_STD
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra create_model keyword arguments")
-
-    @field_validator("mpps")
-    @classmethod
-    def _mpps_ascending(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v or any(m <= 0 for m in v):
-            raise ValueError("mpps must be a non-empty list of positive microns-per-pixel values")
-        if list(v) != sorted(v) or len(set(v)) != len(v):
-            raise ValueError(f"mpps must be strictly ascending (finest first), got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _unet_single(self) -> ModelConfig:
-        if self.name == "unet" and len(self.mpps) != 1:
-            raise ValueError(f"model 'unet' takes exactly one mpp, got {list(self.mpps)} (set model.mpps=[X])")
-        return self
-
-    def input_spec(self) -> InputSpec:
-        """The :class:`~mrseg.core.input_spec.InputSpec` stored in checkpoints."""
-        return InputSpec(mpps=self.mpps, size_px=self.patch_size, mean=self.mean, std=self.std)
-
-    def create_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`mrseg.models.create_model` (besides the name)."""
-        return {
-            "mpps": list(self.mpps),
-            "num_classes": self.num_classes,
-            "width": self.width,
-            "depth": self.depth,
-            **self.kwargs,
-        }
+#: Old spellings still read (with a warning): dotted old key -> dotted new key.
+DEPRECATED_KEYS: dict[str, str] = {"data.tissue_mpp": "data.tissue.mpp"}
 
 
-class DataConfig(_Section):
-    """Where the slides are, which to drop, and how to split them."""
-
-    path: str | None = Field(default=None, description="manifest (CSV/YAML), CAMELYON16 folder or synth folder")
-    exclude: tuple[str, ...] = Field(default=(), description="slide names (file stems) to leave out")
-    val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="held-out share of slides")
-    split: Literal["auto", "manifest", "random"] = "auto"
-    split_seed: int = 0
-    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
-    tissue_mpp: float = Field(default=DEFAULT_TISSUE_MPP, gt=0, description="mpp of the tissue mask used for sampling")
-    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes per training process")
-    prefetch_factor: int = Field(default=4, ge=1)
-
-
-class SamplingConfig(_Section):
-    """How patch centres are drawn (level-0 pixels, inside tissue)."""
-
-    positive_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="share of centres in positive regions")
-    jitter_um: float = Field(default=0.0, ge=0.0, description="uniform +- jitter of each centre, microns")
-    val_samples: int = Field(default=256, gt=0, description="fixed, seeded validation centres (all ranks together)")
-    seed: int = 0
-
-
-class AugmentConfig(_Section):
-    """Training augmentation (never applied in validation); colour magnitudes are +- ranges."""
-
-    enabled: bool = True
-    flips: bool = True
-    rot90: bool = True
-    brightness: float = Field(default=0.1, ge=0.0, description="additive, fraction of full range")
-    contrast: float = Field(default=0.1, ge=0.0, description="multiplicative about the mean")
-    saturation: float = Field(default=0.1, ge=0.0, description="multiplicative blend with grey")
-    hed: float = Field(default=0.03, ge=0.0, description="H&E optical-density jitter (scale and shift sigma)")
-
-
-class TrainConfig(_Section):
-    """Optimisation (the paper's recipe by default)."""
-
-    epochs: int = Field(default=500, ge=1)
-    steps_per_epoch: int = Field(default=100, ge=1, description="optimiser steps per epoch and process")
-    batch_size: int = Field(default=16, ge=1, description="patches per step and process")
-    lr: float = Field(default=1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(default=1e-8, gt=0)
-    l2: float = Field(default=0.005, ge=0.0, description="Keras L2: l2 * sum(w^2), conv weights")
-    dice_weight: float = Field(default=0.0, ge=0.0, description="weight of a soft-Dice term added to BCE/CE")
-    patience: int | None = Field(default=None, ge=1, description="early stopping: epochs without val improvement")
-    scheduler: Literal["none", "plateau", "cosine", "step"] = "none"
-    scheduler_factor: float = Field(default=0.5, gt=0.0, lt=1.0, description="plateau/step LR factor")
-    scheduler_patience: int = Field(default=10, ge=0, description="plateau: epochs to wait")
-    scheduler_step: int = Field(default=50, ge=1, description="step: epochs between decays")
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    sync_batchnorm: bool = False
-    seed: int = 0
-    deterministic: bool = True
-    num_threads: int = Field(default=0, ge=0, description="torch intra-op threads of the trainer (0: default)")
-
-
-class OutputConfig(_Section):
-    """What the run folder gets besides checkpoints and metrics.csv."""
-
-    progress: bool = Field(default=True, description="rich progress bars (off automatically when not a TTY)")
-    tensorboard: bool = True
-    plot: bool = True
-
-
-class Config(_Section):
+class Config(Section):
     """The whole training configuration."""
 
     model: ModelConfig = ModelConfig()
+    labels: LabelSpec = Field(default_factory=LabelSpec, description="classes, label map, colours, activation")
     data: DataConfig = DataConfig()
     sampling: SamplingConfig = SamplingConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+
+    _labels = field_validator("labels", mode="wrap")(core_type)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_labels_or_outputs(cls, data: Any) -> Any:
+        """Fill in whichever of ``labels`` and ``model.num_classes`` is missing from the other."""
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model", {})
+        if not isinstance(model, dict | ModelConfig):
+            return data
+        given = model.model_fields_set if isinstance(model, ModelConfig) else set(model)
+        if "labels" not in data:
+            outputs = model.num_classes if isinstance(model, ModelConfig) else model.get("num_classes", 1)
+            if isinstance(outputs, int) and outputs >= 1:
+                data = {**data, "labels": LabelSpec.for_outputs(outputs)}
+        elif "num_classes" not in given and isinstance(model, dict):
+            try:
+                outputs = _as_label_spec(data["labels"]).num_outputs
+            except (ConfigError, AttributeError, TypeError, ValueError):
+                return data  # the field validator reports the bad labels section
+            data = {**data, "model": {**model, "num_classes": outputs}}
+        return data
+
+    @model_validator(mode="after")
+    def _outputs_fit_labels(self) -> Config:
+        if self.model.num_classes != self.labels.num_outputs:
+            raise ValueError(
+                f"model.num_classes={self.model.num_classes} does not fit labels: classes "
+                f"{list(self.labels.classes)} with {self.labels.activation} need {self.labels.num_outputs} "
+                "output channel(s); set model.num_classes to that or leave it out"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (lists, not tuples) for YAML and checkpoints."""
@@ -165,6 +109,11 @@ class Config(_Section):
         return atomic_write_text(path, self.to_yaml())
 
 
+def _as_label_spec(value: Any) -> LabelSpec:
+    """A :class:`LabelSpec` from a spec or its plain form (used before the config is validated)."""
+    return value if isinstance(value, LabelSpec) else LabelSpec.from_dict(value)
+
+
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
@@ -176,11 +125,11 @@ def _plain(obj: Any) -> Any:
 def _format_errors(error: ValidationError, source: str) -> str:
     parts = []
     for e in error.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             msg = "unknown key"
-        parts.append(f"{key}: {msg}")
+        parts.append(f"{key}: {msg}" if key else msg)
     return f"{source}: invalid configuration: " + "; ".join(parts)
 
 
@@ -260,6 +209,10 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
 def update_config(config: Config, values: dict[str, Any]) -> Config:
     """Set dotted keys to (already parsed) values and re-validate, e.g. ``{"data.path": "/x"}``.
 
+    Deprecated keys (:data:`DEPRECATED_KEYS`) are renamed with a warning. Setting only one of
+    ``model.num_classes`` and ``labels.*`` re-derives the other (a ``num_classes`` change keeps
+    labels that were given explicitly, and then must fit them).
+
     Raises
     ------
     ConfigError
@@ -267,7 +220,9 @@ def update_config(config: Config, values: dict[str, Any]) -> Config:
     """
     if not values:
         return config
+    values = {_current_key(key): value for key, value in values.items()}
     data = config.to_dict()
+    _drop_derived(data, config, set(values))
     for key, value in values.items():
         node: Any = data
         parts = key.split(".")
@@ -282,9 +237,38 @@ def update_config(config: Config, values: dict[str, Any]) -> Config:
     return config_from_dict(data, source="--set")
 
 
+def _current_key(key: str) -> str:
+    """The current spelling of a dotted key (deprecated ones are renamed with a warning)."""
+    if key in DEPRECATED_KEYS:
+        log.warning("%s is deprecated: write %s", key, DEPRECATED_KEYS[key])
+        return DEPRECATED_KEYS[key]
+    return key
+
+
+def _drop_derived(data: dict[str, Any], config: Config, keys: set[str]) -> None:
+    """Remove from ``data`` the derived values that the overridden ``keys`` must re-derive.
+
+    Only one of ``model.num_classes`` and ``labels`` set: the other is derived again. New
+    ``labels.classes`` without new colours or activation: those go back to their defaults for the
+    new classes unless they were chosen explicitly (differ from the old classes' defaults).
+    """
+    outputs_set = "model.num_classes" in keys or "model" in keys
+    labels_set = any(k == "labels" or k.startswith("labels.") for k in keys)
+    if labels_set and not outputs_set:
+        del data["model"]["num_classes"]
+    elif outputs_set and not labels_set and config.labels == LabelSpec.for_outputs(config.model.num_classes):
+        del data["labels"]
+    if "labels.classes" in keys:
+        derived = LabelSpec(classes=config.labels.classes)
+        if "labels.colors" not in keys and config.labels.colors == derived.colors:
+            data["labels"]["colors"] = []
+        if "labels.activation" not in keys and config.labels.activation == derived.activation:
+            data["labels"]["activation"] = None
+
+
 def _is_free_mapping(parts: list[str]) -> bool:
-    """``model.kwargs.<anything>`` accepts new keys."""
-    return len(parts) == 3 and parts[0] == "model" and parts[1] == "kwargs"
+    """``model.kwargs.<anything>`` and ``labels.label_map.<name>`` accept new keys."""
+    return len(parts) == 3 and tuple(parts[:2]) in (("model", "kwargs"), ("labels", "label_map"))
 
 
 def diff_configs(a: Config, b: Config) -> list[str]:

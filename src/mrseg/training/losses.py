@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrseg.core.label_spec import Activation, LabelSpec
+
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
@@ -31,30 +33,51 @@ def l2_penalty(model: nn.Module, lam: float) -> torch.Tensor:
 
 
 class SegmentationLoss(nn.Module):
-    """Per-pixel BCE (``num_classes == 1``) or cross-entropy (``> 1``), plus an optional soft-Dice term.
+    """Per-pixel BCE (sigmoid) or cross-entropy (softmax), plus an optional soft-Dice term.
+
+    The loss follows the label spec's activation (the class rule of :mod:`mrseg.models.activation`):
+    with ``"sigmoid"`` there is one logit and every label > 0 is foreground (BCE); with
+    ``"softmax"`` there is one logit per class and labels are class indices (cross-entropy).
 
     Parameters
     ----------
     num_classes
-        Channels of the logits ``(N, C, H, W)``.
+        Channels of the logits ``(N, C, H, W)`` (``labels.num_outputs``).
     dice_weight
         Weight of ``1 - soft Dice`` (foreground for binary; mean over classes otherwise). 0 disables it.
+    activation
+        ``"sigmoid"`` (needs one channel) or ``"softmax"``; None: sigmoid for one channel, softmax otherwise.
 
     The forward pass takes logits ``(N, C, H, W)`` and integer labels ``(N, H, W)`` and returns the
     mean loss over the batch (a scalar).
     """
 
-    def __init__(self, num_classes: int = 1, dice_weight: float = 0.0, smooth: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1,
+        dice_weight: float = 0.0,
+        smooth: float = 1.0,
+        *,
+        activation: Activation | None = None,
+    ) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
+        self.activation: Activation = activation or ("sigmoid" if self.num_classes == 1 else "softmax")
+        if self.activation == "sigmoid" and self.num_classes != 1:
+            raise ValueError(f"a sigmoid loss takes one logit channel, got num_classes={self.num_classes}")
+
+    @classmethod
+    def for_labels(cls, labels: LabelSpec, dice_weight: float = 0.0) -> SegmentationLoss:
+        """The loss of a label spec: its number of outputs and its activation."""
+        return cls(labels.num_outputs, dice_weight, activation=labels.activation)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.ndim != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(f"expected logits (N, {self.num_classes}, H, W), got {tuple(logits.shape)}")
         logits = logits.float()
-        if self.num_classes == 1:
+        if self.activation == "sigmoid":
             target = (labels > 0).to(logits.dtype).unsqueeze(1)
             loss = F.binary_cross_entropy_with_logits(logits, target)
             if self.dice_weight:

@@ -13,7 +13,11 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+from torch.utils.tensorboard import SummaryWriter
+
 from mrseg.core.atomic import atomic_write_text
+from mrseg.core.figures import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,6 @@ class RunLog:
         self.rows: list[EpochMetrics] = [r for r in read_metrics(self.run_dir / METRICS_FILE) if r.epoch <= start_epoch]
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._tb = SummaryWriter(
                 log_dir=str(self.run_dir / TENSORBOARD_DIR), purge_step=start_epoch + 1 if start_epoch else None
             )
@@ -104,10 +106,6 @@ def read_metrics(path: str | os.PathLike[str]) -> list[EpochMetrics]:
 
 def plot_losses(rows: list[EpochMetrics], path: str | os.PathLike[str], *, best_epoch: int | None = None) -> Path:
     """Training and validation loss against epoch (PNG, written atomically)."""
-    from matplotlib.ticker import MaxNLocator
-
-    from mrseg.core.figures import pyplot, save_figure
-
     plt = pyplot()
 
     epochs = [r.epoch for r in rows]

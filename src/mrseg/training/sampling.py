@@ -23,11 +23,14 @@ from torch.utils.data import Dataset, Sampler
 
 from mrseg.core.errors import DataError, SlideError
 from mrseg.core.input_spec import InputSpec
+from mrseg.core.label_spec import LabelSpec
 from mrseg.training.augment import Augmenter
 from mrseg.training.config import Config
-from mrseg.training.data import PreparedSlide, exclude_records, prepare, split_records
+from mrseg.training.data import PreparedSlide, exclude_records, open_annotations, prepare, split_records
+from mrseg.wsi.annotations import Annotations
 from mrseg.wsi.concentric import read_concentric
 from mrseg.wsi.manifest import discover
+from mrseg.wsi.slide import Slide
 
 log = logging.getLogger(__name__)
 
@@ -64,53 +67,52 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class _Handles:
     """Slides and annotations opened on first use in the current process (re-opened after a fork)."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, labels: LabelSpec) -> None:
         self.backend = backend
+        self.labels = labels
         self._pid = -1
-        self._slides: dict[str, Any] = {}
-        self._annotations: dict[str, Any] = {}
+        self._slides: dict[str, Slide] = {}
+        self._annotations: dict[str, Annotations] = {}
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():
             # Inherited handles belong to the parent: forget them without closing.
             self._slides, self._annotations, self._pid = {}, {}, os.getpid()
 
-    def slide(self, info: PreparedSlide) -> Any:
-        from mrseg.wsi.slide import Slide
-
+    def slide(self, info: PreparedSlide) -> Slide:
         self._check_pid()
         key = str(info.record.slide)
         if key not in self._slides:
             self._slides[key] = Slide.open(info.record.slide, backend=self.backend, mpp=info.record.mpp)  # type: ignore[arg-type]
         return self._slides[key]
 
-    def annotations(self, info: PreparedSlide) -> Any:
-        from mrseg.wsi.annotations import load_annotations
-
+    def annotations(self, info: PreparedSlide) -> Annotations | None:
         self._check_pid()
         if info.record.annotation is None:
             return None
         key = str(info.record.annotation)
         if key not in self._annotations:
-            self._annotations[key] = load_annotations(info.record.annotation, slide_dimensions=info.dimensions)
+            self._annotations[key] = open_annotations(info.record.annotation, info.dimensions, self.labels)
         return self._annotations[key]
 
     def close(self) -> None:
         if self._pid == os.getpid():
-            for h in [*self._slides.values(), *self._annotations.values()]:
-                h.close()
+            for slide in self._slides.values():
+                slide.close()
+            for annotations in self._annotations.values():
+                annotations.close()
         self._slides, self._annotations = {}, {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"backend": self.backend}
+        return {"backend": self.backend, "labels": self.labels}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["backend"])  # type: ignore[misc]
+        self.__init__(state["backend"], state["labels"])  # type: ignore[misc]
 
 
 def draw_center(
     info: PreparedSlide,
-    annotations: Any,
+    annotations: Annotations | None,
     rng: np.random.Generator,
     *,
     positive_fraction: float = 0.5,
@@ -145,7 +147,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
 
     Items are ``{"patches": uint8 (J, H, W, 3), "mask": uint8 (H, W), "slide": int,
     "center": float64 (2,)}`` (tensors). Conversion to the model input happens on the batch with
-    :meth:`mrseg.core.input_spec.InputSpec.to_tensor` in the training process.
+    :func:`mrseg.models.inputs.to_tensor` in the training process.
 
     Parameters
     ----------
@@ -158,6 +160,9 @@ class PatchDataset(Dataset[dict[str, Any]]):
         (key = ``index``, slides round-robin, fixed centres).
     augment
         Applied to training samples only.
+    labels
+        The label spec annotations are read with (default: binary CAMELYON); with a softmax spec a
+        mask value that is not a class is a :class:`DataError`.
     """
 
     def __init__(
@@ -173,6 +178,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         augment: Augmenter | None = None,
         length: int | None = None,
         backend: str = "auto",
+        labels: LabelSpec | None = None,
     ) -> None:
         if not slides:
             raise ValueError("PatchDataset needs at least one slide")
@@ -186,7 +192,8 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.jitter_um = float(jitter_um)
         self.augment = augment if stream == TRAIN_STREAM else None
         self.length = length
-        self._handles = _Handles(backend)
+        self.labels = labels or LabelSpec()
+        self._handles = _Handles(backend, self.labels)
 
     def __len__(self) -> int:
         if self.length is None:
@@ -222,13 +229,34 @@ class PatchDataset(Dataset[dict[str, Any]]):
         SlideError
             Naming the slide, the centre (level-0 px) and the mpps when reading fails.
         """
-        center = (float("nan"), float("nan"))
+        try:
+            center = draw_center(
+                info,
+                self._handles.annotations(info),
+                rng,
+                positive_fraction=self.positive_fraction,
+                jitter_um=self.jitter_um,
+            )
+        except Exception as error:  # annotation readers raise many types; never train on garbage
+            raise self._read_error(info, (float("nan"), float("nan")), error) from error
+        patches, mask = self.read_at(info, center)
+        return patches, mask, center
+
+    def read_at(self, info: PreparedSlide, center: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The patches ``(J, H, W, 3)`` uint8 and the finest patch's label mask ``(H, W)`` uint8 at ``center``.
+
+        ``center`` is ``(x, y)`` in level-0 pixels of ``info``'s slide.
+
+        Raises
+        ------
+        SlideError
+            Naming the slide, the centre (level-0 px) and the mpps when reading fails.
+        DataError
+            With a softmax label spec, a mask value that is not a class (naming the value and the file).
+        """
         try:
             slide = self._handles.slide(info)
             annotations = self._handles.annotations(info)
-            center = draw_center(
-                info, annotations, rng, positive_fraction=self.positive_fraction, jitter_um=self.jitter_um
-            )
             patches = read_concentric(slide, center, self.spec)
             size = (self.size_px, self.size_px)
             if annotations is None:
@@ -236,18 +264,24 @@ class PatchDataset(Dataset[dict[str, Any]]):
             else:
                 mask = annotations.rasterize(slide.box(center, self.mpps[0], size), size)
         except Exception as error:  # backends raise many types; never train on garbage
-            raise SlideError(
-                f"{info.record.slide}: failed to read the region centred at level-0 "
-                f"({center[0]:.1f}, {center[1]:.1f}) px, mpps {list(self.mpps)}, {self.size_px} px: "
-                f"{type(error).__name__}: {error}"
-            ) from error
+            raise self._read_error(info, center, error) from error
         expected = (len(self.mpps), self.size_px, self.size_px, 3)
         if patches.shape != expected or patches.dtype != np.uint8:
             raise SlideError(
                 f"{info.record.slide}: region at level-0 ({center[0]:.1f}, {center[1]:.1f}) px read as "
                 f"{patches.dtype} {patches.shape}, expected uint8 {expected}"
             )
-        return patches, np.asarray(mask, dtype=np.uint8), center
+        mask = np.asarray(mask, dtype=np.uint8)
+        if self.labels.activation == "softmax" and mask.size and int(mask.max()) >= self.labels.num_classes:
+            self.labels.check_label(int(mask.max()), f"{info.record.annotation} (region at level-0 {center})")
+        return patches, mask
+
+    def _read_error(self, info: PreparedSlide, center: tuple[float, float], error: Exception) -> SlideError:
+        return SlideError(
+            f"{info.record.slide}: failed to read the region centred at level-0 "
+            f"({center[0]:.1f}, {center[1]:.1f}) px, mpps {list(self.mpps)}, {self.size_px} px: "
+            f"{type(error).__name__}: {error}"
+        )
 
     def close(self) -> None:
         """Close the handles this process opened."""
@@ -279,7 +313,8 @@ def load_datasets(config: Config, *, rank: int = 0, world_size: int = 1) -> tupl
         )
     prepared = prepare(
         train_recs + val_recs,
-        tissue_mpp=config.data.tissue_mpp,
+        tissue=config.data.tissue,
+        labels=config.labels,
         backend=config.data.backend,
         min_mpp=config.model.mpps[0],
     )
@@ -297,6 +332,7 @@ def load_datasets(config: Config, *, rank: int = 0, world_size: int = 1) -> tupl
         "seed": config.sampling.seed,
         "positive_fraction": config.sampling.positive_fraction,
         "backend": config.data.backend,
+        "labels": config.labels,
     }
     train_ds = PatchDataset(
         train_slides,

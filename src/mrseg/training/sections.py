@@ -1,0 +1,164 @@
+"""The sections of the training configuration (``model``, ``data``, ``sampling``, ``augment``, ``train``, ``output``).
+
+Each is a frozen pydantic model with unknown keys forbidden; :class:`mrseg.training.config.Config`
+puts them (and the ``labels`` section, a :class:`~mrseg.core.label_spec.LabelSpec`) together.
+Units: mpp values are microns per pixel; ``patch_size`` is pixels at each patch's own mpp;
+``jitter_um`` is microns.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, field_validator, model_validator
+
+from mrseg.core.errors import ConfigError
+from mrseg.core.input_spec import DEFAULT_MEAN, DEFAULT_STD, InputSpec, check_mpps
+from mrseg.core.tissue_spec import TissueSettings
+
+log = logging.getLogger(__name__)
+
+
+class Section(BaseModel):
+    """Base of every section: frozen, unknown keys forbidden."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def core_type(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a core dataclass field, turning its :class:`ConfigError` into a pydantic error (keeps the key)."""
+    try:
+        return handler(value)
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
+
+
+class ModelConfig(Section):
+    """Network and input definition (everything that shapes the model; stored in checkpoints)."""
+
+    name: Literal["unet", "mrn_bilinear", "mrn_transposed"] = "mrn_bilinear"
+    mpps: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    patch_size: int = Field(default=512, gt=0, description="edge of every square patch, pixels at its own mpp")
+    num_classes: int = Field(
+        default=1, ge=1, description="output channels: labels.num_outputs (1: sigmoid + BCE; C: softmax + CE)"
+    )
+    width: int = Field(default=32, gt=0, description="channels of the first encoder stage")
+    depth: int = Field(default=4, gt=0, description="number of down-sampling stages")
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra create_model keyword arguments")
+
+    @field_validator("mpps", mode="before")
+    @classmethod
+    def _mpps_rule(cls, v: Any) -> tuple[float, ...]:
+        try:
+            return check_mpps(v, what="mpps")
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _unet_single(self) -> ModelConfig:
+        if self.name == "unet" and len(self.mpps) != 1:
+            raise ValueError(f"model 'unet' takes exactly one mpp, got {list(self.mpps)} (set model.mpps=[X])")
+        return self
+
+    def input_spec(self) -> InputSpec:
+        """The :class:`~mrseg.core.input_spec.InputSpec` stored in checkpoints."""
+        return InputSpec(mpps=self.mpps, size_px=self.patch_size, mean=self.mean, std=self.std)
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`mrseg.models.create_model` (besides the name)."""
+        return {
+            "mpps": list(self.mpps),
+            "num_classes": self.num_classes,
+            "width": self.width,
+            "depth": self.depth,
+            **self.kwargs,
+        }
+
+
+class DataConfig(Section):
+    """Where the slides are, which to drop, how to split them and how tissue is detected for sampling."""
+
+    path: str | None = Field(default=None, description="manifest (CSV/YAML), CAMELYON16 folder or synth folder")
+    exclude: tuple[str, ...] = Field(default=(), description="slide names (file stems) to leave out")
+    val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="held-out share of slides")
+    split: Literal["auto", "manifest", "random"] = "auto"
+    split_seed: int = 0
+    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
+    tissue: TissueSettings = Field(
+        default_factory=TissueSettings, description="tissue detection of sampling (stored in checkpoints)"
+    )
+    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes per training process")
+    prefetch_factor: int = Field(default=4, ge=1)
+
+    _tissue = field_validator("tissue", mode="wrap")(core_type)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_tissue_mpp(cls, data: Any) -> Any:
+        """Read the deprecated ``data.tissue_mpp`` as ``data.tissue.mpp``."""
+        if not isinstance(data, dict) or "tissue_mpp" not in data:
+            return data
+        data = dict(data)
+        mpp = data.pop("tissue_mpp")
+        tissue = data.get("tissue")
+        tissue = dict(tissue) if isinstance(tissue, dict) else {}
+        if "mpp" in tissue and tissue["mpp"] != mpp:
+            raise ValueError(f"tissue_mpp={mpp} (deprecated) and tissue.mpp={tissue['mpp']} disagree; keep tissue.mpp")
+        log.warning("data.tissue_mpp is deprecated: write data.tissue.mpp (read as data.tissue.mpp=%s)", mpp)
+        data["tissue"] = {**tissue, "mpp": mpp}
+        return data
+
+
+class SamplingConfig(Section):
+    """How patch centres are drawn (level-0 pixels, inside tissue)."""
+
+    positive_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="share of centres in positive regions")
+    jitter_um: float = Field(default=0.0, ge=0.0, description="uniform +- jitter of each centre, microns")
+    val_samples: int = Field(default=256, gt=0, description="fixed, seeded validation centres (all ranks together)")
+    seed: int = 0
+
+
+class AugmentConfig(Section):
+    """Training augmentation (never applied in validation); colour magnitudes are +- ranges."""
+
+    enabled: bool = True
+    flips: bool = True
+    rot90: bool = True
+    brightness: float = Field(default=0.1, ge=0.0, description="additive, fraction of full range")
+    contrast: float = Field(default=0.1, ge=0.0, description="multiplicative about the mean")
+    saturation: float = Field(default=0.1, ge=0.0, description="multiplicative blend with grey")
+    hed: float = Field(default=0.03, ge=0.0, description="H&E optical-density jitter (scale and shift sigma)")
+
+
+class TrainConfig(Section):
+    """Optimisation (the paper's recipe by default)."""
+
+    epochs: int = Field(default=500, ge=1)
+    steps_per_epoch: int = Field(default=100, ge=1, description="optimiser steps per epoch and process")
+    batch_size: int = Field(default=16, ge=1, description="patches per step and process")
+    lr: float = Field(default=1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(default=1e-8, gt=0)
+    l2: float = Field(default=0.005, ge=0.0, description="Keras L2: l2 * sum(w^2), conv weights")
+    dice_weight: float = Field(default=0.0, ge=0.0, description="weight of a soft-Dice term added to BCE/CE")
+    patience: int | None = Field(default=None, ge=1, description="early stopping: epochs without val improvement")
+    scheduler: Literal["none", "plateau", "cosine", "step"] = "none"
+    scheduler_factor: float = Field(default=0.5, gt=0.0, lt=1.0, description="plateau/step LR factor")
+    scheduler_patience: int = Field(default=10, ge=0, description="plateau: epochs to wait")
+    scheduler_step: int = Field(default=50, ge=1, description="step: epochs between decays")
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    sync_batchnorm: bool = False
+    seed: int = 0
+    deterministic: bool = True
+    num_threads: int = Field(default=0, ge=0, description="torch intra-op threads of the trainer (0: default)")
+
+
+class OutputConfig(Section):
+    """What the run folder gets besides checkpoints and metrics.csv."""
+
+    progress: bool = Field(default=True, description="rich progress bars (off automatically when not a TTY)")
+    tensorboard: bool = True
+    plot: bool = True

@@ -1,0 +1,203 @@
+"""What one training run holds between steps: model, optimiser, scheduler, scaler, loss and progress.
+
+:func:`start_run` builds it from the configuration (in the order that fixes the random streams:
+the model is initialised after the data are prepared), :meth:`RunState.restore` loads a
+``last.pt`` into it for an exact resumption, and :meth:`RunState.checkpoint` turns it back into a
+:class:`~mrseg.models.checkpoint.Checkpoint` that records the input spec, the label spec and the
+tissue settings the model was trained with.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mrseg.core.errors import ModelConfigError
+from mrseg.core.input_spec import InputSpec
+from mrseg.models import create_model
+from mrseg.models.checkpoint import Checkpoint, capture_rng_state, make_checkpoint, restore_rng_state
+from mrseg.models.sizes import describe_valid_sizes
+from mrseg.training import distributed as D
+from mrseg.training.config import Config
+from mrseg.training.losses import SegmentationLoss
+
+log = logging.getLogger(__name__)
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, numpy and torch; optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may use the legacy global RNG
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def build_model(config: Config) -> nn.Module:
+    """Create the network of ``config.model`` and check the patch size fits it."""
+    m = config.model
+    model = create_model(m.name, **m.create_kwargs())
+    multiple = int(getattr(model, "required_multiple", 1))
+    if m.patch_size % multiple:
+        raise ModelConfigError("model.patch_size: " + describe_valid_sizes(multiple, m.patch_size, m.depth, m.mpps))
+    return model
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: Config) -> Any:
+    """The learning-rate scheduler of ``config.train.scheduler`` (None for ``"none"``)."""
+    t = config.train
+    if t.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=t.scheduler_factor, patience=t.scheduler_patience
+        )
+    if t.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
+    if t.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.scheduler_step, gamma=t.scheduler_factor)
+    return None
+
+
+def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` (None: float32; mixed precision needs CUDA)."""
+    dtype = _AMP_DTYPES.get(config.train.amp)
+    if dtype is not None and device.type != "cuda":
+        log.warning("train.amp=%s needs CUDA; training in float32 on %s", config.train.amp, device)
+        return None
+    return dtype
+
+
+@dataclass
+class RunState:
+    """The mutable state of a run (``model`` may be the DDP wrapper of ``raw_model``).
+
+    ``start_epoch`` and ``completed`` count completed epochs; ``best`` is the lowest validation
+    loss so far (``inf`` before the first), reached at ``best_epoch``; ``bad_epochs`` counts epochs
+    since then (early stopping).
+    """
+
+    config: Config
+    ctx: D.DistContext
+    model: nn.Module
+    raw_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    criterion: SegmentationLoss
+    amp_dtype: torch.dtype | None
+    input_spec: InputSpec
+    start_epoch: int = 0
+    completed: int = 0
+    best: float = math.inf
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    stop_reason: str = field(default="completed")
+
+    @property
+    def best_val_loss(self) -> float | None:
+        return None if math.isinf(self.best) else self.best
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue exactly from ``ckpt`` (a ``last.pt``): weights are loaded by :func:`start_run`."""
+        ts = ckpt.train_state
+        self.optimizer.load_state_dict(ts["optimizer"])
+        if self.scheduler is not None and ts.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ts["scheduler"])
+        if ts.get("scaler"):
+            self.scaler.load_state_dict(ts["scaler"])
+        restore_rng_state(ts["rng"])
+        self.start_epoch = self.completed = ckpt.epoch
+        self.best = ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf
+        self.best_epoch, self.bad_epochs = ts.get("best_epoch"), int(ts.get("bad_epochs", 0))
+
+    def end_epoch(self, epoch: int, val_loss: float) -> bool:
+        """Step the scheduler and track the best epoch; True when ``val_loss`` is a new best."""
+        if self.scheduler is not None:
+            if self.config.train.scheduler == "plateau":
+                self.scheduler.step(val_loss)
+            else:
+                self.scheduler.step()
+        improved = val_loss < self.best
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    def should_stop_early(self) -> bool:
+        patience = self.config.train.patience
+        return patience is not None and self.bad_epochs >= patience
+
+    def checkpoint(self, epoch: int, val_loss: float | None, *, with_state: bool) -> Checkpoint:
+        """The checkpoint of the current weights; ``with_state`` adds what exact resumption needs."""
+        state: dict[str, Any] = {}
+        if with_state:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "scaler": self.scaler.state_dict(),
+                "rng": capture_rng_state(),
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "world_size": self.ctx.world_size,
+            }
+        return make_checkpoint(
+            self.raw_model,
+            self.input_spec,
+            labels=self.config.labels,
+            tissue=self.config.data.tissue,
+            config=self.config.to_dict(),
+            epoch=epoch,
+            best_val_loss=self.best_val_loss,
+            val_loss=val_loss,
+            train_state=state,
+        )
+
+
+def start_run(config: Config, ctx: D.DistContext, ckpt: Checkpoint | None) -> RunState:
+    """Build model (weights from ``ckpt`` when resuming), optimiser, scheduler, scaler and loss."""
+    t = config.train
+    model = build_model(config).to(ctx.device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt.state_dict)
+    raw_model = model
+    if ctx.distributed:
+        if t.sync_batchnorm and ctx.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            raw_model = model
+        elif t.sync_batchnorm:
+            log.warning("train.sync_batchnorm needs CUDA; using per-rank BatchNorm on %s", ctx.device)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+    optimizer = torch.optim.Adam(raw_model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps)
+    dtype = amp_dtype(config, ctx.device)
+    run = RunState(
+        config=config,
+        ctx=ctx,
+        model=model,
+        raw_model=raw_model,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, config),
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16),
+        criterion=SegmentationLoss.for_labels(config.labels, t.dice_weight),
+        amp_dtype=dtype,
+        input_spec=config.model.input_spec(),
+    )
+    if ckpt is not None:
+        run.restore(ckpt)
+    return run
+
+
+__all__ = ["RunState", "amp_dtype", "build_model", "make_scheduler", "seed_everything", "start_run"]
