@@ -32,19 +32,9 @@ from mrseg.wsi.backends import (
 from mrseg.wsi.geometry import Region, Size
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import resolution_mpp, write_pyramidal_tiff
+from slide_images import coord_image, reduce2
 
 MPP = 0.5
-
-
-def coord_image(width: int, height: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x % 256, y % 256, (x // 256 + 16 * (y // 256)) % 256], axis=-1).astype(np.uint8)
-
-
-def reduce2(a: np.ndarray) -> np.ndarray:
-    """The 2x2 mean of write_pyramidal_tiff (even sides here), round half to even."""
-    a = a.astype(np.float32)
-    return np.rint((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4).astype(np.uint8)
 
 
 class NpzBackend(SlideBackend):

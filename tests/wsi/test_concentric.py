@@ -20,19 +20,10 @@ from mrseg.wsi.concentric import (
 )
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
+from slide_images import coord_image, reduce2
 
 MPP = 0.5
 SPEC = InputSpec(mpps=(0.5, 1.0, 2.0, 4.0), size_px=16)
-
-
-def coord_image(width: int, height: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x % 256, y % 256, (x // 256 + 16 * (y // 256)) % 256], axis=-1).astype(np.uint8)
-
-
-def reduce2(a: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float32)
-    return np.rint((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4).astype(np.uint8)
 
 
 @pytest.fixture()

@@ -17,29 +17,10 @@ from scipy import ndimage
 from mrseg.core.errors import MissingMppError, SlideError
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
+from slide_images import coord_image, levels_of
 
 BACKENDS = ["openslide", "tiffslide"]
 MPP = 0.5
-
-
-def coord_image(width: int, height: int) -> np.ndarray:
-    """``uint8 (height, width, 3)`` whose pixel (x, y) encodes x and y."""
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x % 256, y % 256, (x // 256 + 16 * (y // 256)) % 256], axis=-1).astype(np.uint8)
-
-
-def reduce2(a: np.ndarray) -> np.ndarray:
-    """The 2x2 mean reduction of write_pyramidal_tiff (edge-replicated odd sides, round half even)."""
-    h, w = a.shape[:2]
-    a = np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge").astype(np.float32)
-    return np.rint((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4).astype(np.uint8)
-
-
-def levels_of(image: np.ndarray, count: int) -> list[np.ndarray]:
-    levels = [image]
-    for _ in range(count - 1):
-        levels.append(reduce2(levels[-1]))
-    return levels
 
 
 def white_padded(level: np.ndarray, pad: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from mrseg.wsi.backends.base import (
     to_rgb,
 )
 from mrseg.wsi.backends.openslide_backend import OpenSlideBackend
+from mrseg.wsi.backends.openslide_shaped import OpenSlideShapedBackend
 from mrseg.wsi.backends.registry import (
     AUTO,
     AUTO_ORDER,
@@ -44,6 +45,7 @@ __all__ = [
     "BACKGROUND",
     "BackendSpec",
     "OpenSlideBackend",
+    "OpenSlideShapedBackend",
     "SlideBackend",
     "TiffSlideBackend",
     "backend_name",

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from mrseg.core.errors import SlideError
-from mrseg.wsi.backends.base import SlideBackend, properties_mpp, to_rgb
-from mrseg.wsi.geometry import Region, Size
-from mrseg.wsi.tiff import resolution_mpp
+from mrseg.wsi.backends.base import to_rgb
+from mrseg.wsi.backends.openslide_shaped import OpenSlideShapedBackend
+from mrseg.wsi.geometry import Region
 
 INSTALL_HINT = "pip install openslide-python openslide-bin"
 
@@ -31,11 +30,11 @@ def _openslide() -> Any:
     return openslide
 
 
-class OpenSlideBackend(SlideBackend):
+class OpenSlideBackend(OpenSlideShapedBackend):
     """A slide read by OpenSlide.
 
     mpp: the ``openslide.mpp-x`` / ``openslide.mpp-y`` properties, else the TIFF resolution tags
-    (:func:`mrseg.wsi.tiff.resolution_mpp`).
+    (:class:`~mrseg.wsi.backends.openslide_shaped.OpenSlideShapedBackend`).
 
     Attributes
     ----------
@@ -46,43 +45,15 @@ class OpenSlideBackend(SlideBackend):
     """
 
     name = "openslide"
+    metadata_prefix = "openslide"
     fast_path: ClassVar[bool] = True
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
         openslide = _openslide()
-        self._handle = openslide.OpenSlide(str(path))
-        self._dimensions = [(int(w), int(h)) for w, h in self._handle.level_dimensions]
-        self._downsamples = [float(d) for d in self._handle.level_downsamples]
-        self._properties = dict(self._handle.properties)
-        self._associated = sorted(self._handle.associated_images)
+        super().__init__(path, openslide.OpenSlide(str(path)))
         lowlevel = getattr(openslide, "lowlevel", None)
         self._raw_read = getattr(lowlevel, "_read_region", None) if self.fast_path else None
         self._osr = getattr(self._handle, "_osr", None)
-
-    @property
-    def level_dimensions(self) -> Sequence[Size]:
-        return self._dimensions
-
-    @property
-    def level_downsamples(self) -> Sequence[float]:
-        return self._downsamples
-
-    @property
-    def properties(self) -> Mapping[str, Any]:
-        return self._properties
-
-    @property
-    def vendor(self) -> str:
-        return self._properties.get("openslide.vendor") or "unknown"
-
-    @property
-    def associated_names(self) -> Sequence[str]:
-        return self._associated
-
-    @property
-    def mpp(self) -> tuple[float, float] | None:
-        return properties_mpp(self._properties, "openslide") or resolution_mpp(self.path)
 
     @property
     def uses_fast_path(self) -> bool:
@@ -107,9 +78,3 @@ class OpenSlideBackend(SlideBackend):
             return np.ascontiguousarray(rgb)
         # premultiplied colour: compositing on white adds the missing coverage
         return np.minimum(rgb.astype(np.uint16) + (255 - alpha), 255).astype(np.uint8)
-
-    def associated(self, name: str) -> np.ndarray:
-        return to_rgb(np.asarray(self._handle.associated_images[name]))
-
-    def close(self) -> None:
-        self._handle.close()
