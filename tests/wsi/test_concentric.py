@@ -6,25 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
-from mrseg.wsi.concentric import concentric_boxes, iter_concentric_grid, read_concentric, read_concentric_grid
+from mrseg.wsi.concentric import (
+    chunk_points,
+    concentric_boxes,
+    iter_concentric_grid,
+    read_concentric,
+    read_concentric_grid,
+)
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
+from slide_images import coord_image, reduce2
 
 MPP = 0.5
 SPEC = InputSpec(mpps=(0.5, 1.0, 2.0, 4.0), size_px=16)
-
-
-def coord_image(width: int, height: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x % 256, y % 256, (x // 256 + 16 * (y // 256)) % 256], axis=-1).astype(np.uint8)
-
-
-def reduce2(a: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float32)
-    return np.rint((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4).astype(np.uint8)
 
 
 @pytest.fixture()
@@ -163,3 +162,29 @@ def test_grid_edge_cases(even_path: Path) -> None:
             read_concentric_grid(slide, [(np.nan, 1.0)], SPEC)
         with pytest.raises(ValueError, match="chunk_px"):
             read_concentric_grid(slide, [(1.0, 1.0)], SPEC, chunk_px=0)
+
+
+# --- chunks of centres ----------------------------------------------------------------------
+
+finite = st.floats(min_value=-1e5, max_value=1e5, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=50)
+@given(
+    points=st.lists(st.tuples(finite, finite), min_size=0, max_size=60),
+    cell=st.floats(1.0, 5000.0),
+)
+def test_chunk_points_partitions(points: list[tuple[float, float]], cell: float) -> None:
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    groups = chunk_points(pts, cell)
+    flat = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    assert sorted(flat.tolist()) == list(range(len(pts)))
+    for group in groups:
+        cells = np.floor(pts[group] / cell)
+        assert (cells == cells[0]).all()
+        assert (np.diff(group) > 0).all()
+
+
+def test_chunk_points_rejects_bad_cell() -> None:
+    with pytest.raises(ValueError):
+        chunk_points(np.zeros((2, 2)), 0)

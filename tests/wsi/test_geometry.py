@@ -1,4 +1,4 @@
-"""Property and example tests of the pure geometry functions (mrseg.wsi.geometry) and the resampler."""
+"""Property and example tests of the pure geometry functions (mrseg.wsi.geometry)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mrseg.wsi import geometry as geo
-from mrseg.wsi.slide import resample
 
 finite = st.floats(min_value=-1e5, max_value=1e5, allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=1e-3, max_value=64, allow_nan=False, allow_infinity=False)
@@ -124,76 +123,3 @@ def test_intersect_and_union(a: geo.Region, b: geo.Region) -> None:
     mask_b[b[1] + 100 : b[3] + 100, b[0] + 100 : b[2] + 100] = True
     overlap = int((mask_a & mask_b).sum())
     assert (both is None and overlap == 0) or (both is not None and geo.region_area(both) == overlap)
-
-
-@settings(max_examples=50)
-@given(
-    points=st.lists(st.tuples(finite, finite), min_size=0, max_size=60),
-    cell=st.floats(1.0, 5000.0),
-)
-def test_chunk_points_partitions(points: list[tuple[float, float]], cell: float) -> None:
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    groups = geo.chunk_points(pts, cell)
-    flat = np.concatenate(groups) if groups else np.zeros(0, np.int64)
-    assert sorted(flat.tolist()) == list(range(len(pts)))
-    for group in groups:
-        cells = np.floor(pts[group] / cell)
-        assert (cells == cells[0]).all()
-        assert (np.diff(group) > 0).all()
-
-
-def test_chunk_points_rejects_bad_cell() -> None:
-    with pytest.raises(ValueError):
-        geo.chunk_points(np.zeros((2, 2)), 0)
-
-
-@given(w=st.integers(1, 50), h=st.integers(1, 50), step=st.floats(0.5, 20))
-def test_grid_centers_cover_box(w: int, h: int, step: float) -> None:
-    centers = geo.grid_centers((0, 0, w, h), step)
-    assert len(centers) == math.ceil(w / step) * math.ceil(h / step)
-    assert centers[:, 0].min() == pytest.approx(step / 2)
-    assert (centers[:, 0] - step / 2 < w).all() and (centers[:, 1] - step / 2 < h).all()
-
-
-# ----------------------------------------------------------------------------------------------
-# resampler
-# ----------------------------------------------------------------------------------------------
-
-
-@given(value=st.integers(0, 255), scale=st.floats(0.2, 5.0), offset=st.floats(0.0, 1.0), n=st.integers(1, 20))
-def test_resample_constant_stays_constant(value: int, scale: float, offset: float, n: int) -> None:
-    canvas = np.full((int(n * scale) + 4, int(n * scale) + 4, 3), value, np.uint8)
-    box = (1 + offset, 1 + offset, 1 + offset + n * scale, 1 + offset + n * scale)
-    out = resample(canvas, (0, 0), box, (n, n))
-    assert out.shape == (n, n, 3)
-    assert (out == value).all()
-
-
-@given(ix=st.integers(0, 10), iy=st.integers(0, 10), w=st.integers(1, 12), h=st.integers(1, 12))
-def test_resample_identity_at_unit_scale(ix: int, iy: int, w: int, h: int) -> None:
-    canvas = np.random.default_rng(ix + 7 * iy).integers(0, 256, (30, 30, 3), dtype=np.uint8)
-    out = resample(canvas, (0, 0), (ix, iy, ix + w, iy + h), (w, h))
-    np.testing.assert_array_equal(out, canvas[iy : iy + h, ix : ix + w])
-
-
-def test_resample_area_average_of_integer_factor() -> None:
-    canvas = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    out = resample(canvas, (0, 0), (0, 0, 16, 16), (4, 4))
-    expected = canvas.reshape(4, 4, 4, 4, 3).astype(np.float64).mean(axis=(1, 3))
-    np.testing.assert_array_equal(out, np.floor(expected + 0.5).astype(np.uint8))
-
-
-def test_resample_half_pixel_shift_blends_neighbours() -> None:
-    canvas = np.zeros((1, 6, 3), np.uint8)
-    canvas[0, :, 0] = [0, 100, 200, 50, 0, 0]
-    # the origin offset is honoured: canvas starts at level pixel 10
-    out = resample(canvas, (10, 0), (10.5, 0, 13.5, 1), (3, 1))
-    assert out[0, :, 0].tolist() == [50, 150, 125]
-
-
-def test_resample_bilinear_when_enlarging() -> None:
-    canvas = np.zeros((1, 4, 3), np.uint8)
-    canvas[0, :, 0] = [0, 100, 200, 200]
-    out = resample(canvas, (0, 0), (1, 0, 3, 1), (4, 1))
-    # output centres at 1.25, 1.75, 2.25, 2.75 -> between pixel centres 0.5 .. 3.5
-    assert out[0, :, 0].tolist() == [75, 125, 175, 200]

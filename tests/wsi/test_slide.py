@@ -15,31 +15,12 @@ import tifffile
 from scipy import ndimage
 
 from mrseg.core.errors import MissingMppError, SlideError
-from mrseg.wsi.slide import Slide, resolve_mpp
+from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
+from slide_images import coord_image, levels_of
 
 BACKENDS = ["openslide", "tiffslide"]
 MPP = 0.5
-
-
-def coord_image(width: int, height: int) -> np.ndarray:
-    """``uint8 (height, width, 3)`` whose pixel (x, y) encodes x and y."""
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x % 256, y % 256, (x // 256 + 16 * (y // 256)) % 256], axis=-1).astype(np.uint8)
-
-
-def reduce2(a: np.ndarray) -> np.ndarray:
-    """The 2x2 mean reduction of write_pyramidal_tiff (edge-replicated odd sides, round half even)."""
-    h, w = a.shape[:2]
-    a = np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge").astype(np.float32)
-    return np.rint((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4).astype(np.uint8)
-
-
-def levels_of(image: np.ndarray, count: int) -> list[np.ndarray]:
-    levels = [image]
-    for _ in range(count - 1):
-        levels.append(reduce2(levels[-1]))
-    return levels
 
 
 def white_padded(level: np.ndarray, pad: int) -> np.ndarray:
@@ -157,14 +138,12 @@ def test_nearly_isotropic_mpp_is_averaged(tmp_path: Path) -> None:
         assert slide.mpp == pytest.approx(0.5025, rel=1e-3)
 
 
-def test_mpp_from_tiff_resolution_tags(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mpp_from_tiff_resolution_tags(tmp_path: Path, backend: str) -> None:
     cm = _plain_tiff(tmp_path / "cm.tif", (1e4 / 0.25, 1e4 / 0.25))
     inch = _plain_tiff(tmp_path / "inch.tif", (25400 / 0.5, 25400 / 0.5), unit="INCH")
-    assert resolve_mpp(cm, {}, None) == pytest.approx(0.25)
-    assert resolve_mpp(inch, {}, None) == pytest.approx(0.5)
-    dpi = _plain_tiff(tmp_path / "dpi.tif", (72, 72), unit="INCH")  # a screen-dpi default is not a scan mpp
-    with pytest.raises(MissingMppError):
-        resolve_mpp(dpi, {}, None)
+    with Slide.open(cm, backend=backend) as a, Slide.open(inch, backend=backend) as b:
+        assert a.mpp == pytest.approx(0.25) and b.mpp == pytest.approx(0.5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -485,23 +464,6 @@ def test_corrupt_tile_data(tmp_path: Path) -> None:
 def test_unknown_backend(even_slide: tuple[Path, list[np.ndarray]]) -> None:
     with pytest.raises(SlideError, match="unknown backend"):
         Slide.open(even_slide[0], backend="pillow")
-
-
-def test_openslide_public_api_fallback_matches_fast_path(tmp_path: Path) -> None:
-    """The buffer fast path and openslide-python's public read_region give the same pixels."""
-    image = np.zeros((64, 96, 4), np.uint8)
-    image[..., :3] = coord_image(96, 64)
-    image[..., 3] = 255
-    image[:, :20, 3] = 0
-    image[:, 20:40, 3] = 100
-    path = write_pyramidal_tiff(tmp_path / "a.tif", image, MPP, compression="zlib", tile=16, min_size=32)
-    with Slide.open(path, backend="openslide") as fast, Slide.open(path, backend="openslide") as public:
-        assert fast._reader._raw_read is not None  # type: ignore[attr-defined]
-        public._reader._raw_read = None  # type: ignore[attr-defined]
-        for center, mpp, size in [((48, 32), 0.5, (96, 64)), ((30.5, 20.25), 0.7, (20, 16)), ((48, 32), 1.0, 24)]:
-            a, b = fast.read(center, mpp, size), public.read(center, mpp, size)
-            assert np.abs(a.astype(int) - b).max() <= 1
-        assert (fast.read((48, 32), 0.5, (96, 64))[:, :20] == 255).all()
 
 
 def test_thumbnail_in_bands_equals_one_read(

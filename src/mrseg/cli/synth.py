@@ -19,12 +19,27 @@ def synth(
     split: str | None = typer.Option(None, "--split", help="Split fractions, e.g. train=0.8,val=0.2."),
     workers: int = typer.Option(1, "--workers", "-j", help="Slides generated in parallel processes (same output)."),
     threads: int = typer.Option(1, "--threads", help="Threads rendering each slide (same output)."),
+    labels: str = typer.Option(
+        "binary",
+        "--labels",
+        help="Label scheme: binary (1 tumour, 0 the rest; ASAP groups _0/_2) or multiclass "
+        "(0 glass, 1 tumour, 2 lymphoid, 3 other tissue; groups tumour, lymphoid, other). Same slides.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
 ) -> None:
     """Generate synthetic lymph-node-like H&E slides, ASAP annotations, label masks and a manifest."""
     from mrseg.synth import generate
 
     manifest = generate(
-        out, slides, seed, size_px=size, mpp=mpp, split=split, workers=workers, threads=threads, overwrite=overwrite
+        out,
+        slides,
+        seed,
+        size_px=size,
+        mpp=mpp,
+        split=split,
+        workers=workers,
+        threads=threads,
+        labels=labels,  # type: ignore[arg-type]  # checked by generate (ConfigError)
+        overwrite=overwrite,
     )
     typer.echo(f"wrote {slides} slides; manifest: {manifest}")

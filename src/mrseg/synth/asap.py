@@ -12,8 +12,9 @@ Layout written::
     </ASAP_Annotations>
 
 Coordinates are level-0 pixels in the continuous frame of ``docs/architecture.md`` (pixel ``(i, j)``
-covers ``[i, i+1) x [j, j+1)``). Positive regions go to group ``_0``, regions cut out of them
-(lumens inside tumour nests) to group ``_2``, as in CAMELYON.
+covers ``[i, i+1) x [j, j+1)``). Binary labels: positive regions go to group ``_0``, regions cut out
+of them (lumens inside tumour nests) to group ``_2``, as in CAMELYON. Multi-class labels: groups
+``tumour``, ``lymphoid`` and ``other``, coloured as the label spec's palette (:mod:`mrseg.synth.labels`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,14 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from mrseg.core.atomic import atomic_path
+from mrseg.core.label_spec import PALETTE
 
-GROUP_COLOURS = {"_0": "#FF0000", "_1": "#00A000", "_2": "#0000FF"}
+GROUP_COLOURS = {
+    "_0": "#FF0000",
+    "_1": "#00A000",
+    "_2": "#0000FF",
+    **{name: "#{:02X}{:02X}{:02X}".format(*PALETTE[i]) for i, name in enumerate(("tumour", "lymphoid", "other"), 1)},
+}
 
 
 def polygon_rings(geom: BaseGeometry) -> list[np.ndarray]:

@@ -3,13 +3,17 @@
 Output folder ``OUT``::
 
     slides/synth_000.tif        pyramidal tiled (256) JPEG RGB, resolution tags -> mpp
-    annotations/synth_000.xml   ASAP XML, tumour in group _0, lumens cut out of it in group _2
-    masks/synth_000_mask.tif    uint8 labels (0 background/normal, 1 tumour) at the slide's mpp,
+    annotations/synth_000.xml   ASAP XML: binary labels: tumour in group _0, lumens cut out of it in
+                                group _2; multi-class labels: groups tumour, lymphoid, other
+    masks/synth_000_mask.tif    uint8 labels (binary: 0 background/normal, 1 tumour; multi-class:
+                                0 glass, 1 tumour, 2 lymphoid, 3 other tissue) at the slide's mpp,
                                 pyramidal, lossless (zlib), reduced levels by nearest neighbour
     layouts/synth_000.geojson   every lesion (tumour, focus, mimic), mimic mantle rings, lumens,
                                 primary follicles and tissue in level-0 pixels (for analysis)
-    manifest.csv                slide, annotation, mask, split (paths relative to OUT)
-    synth.json                  arguments, SynthParams and per-slide facts
+    manifest.csv                slide, annotation, mask, split (paths relative to OUT), and a
+                                labels column (multiclass) for multi-class labels
+    synth.json                  arguments, SynthParams, per-slide facts, and the label scheme
+                                (multi-class labels; see :mod:`mrseg.synth.labels`)
 
 The data set is built in a temporary sibling folder and renamed to ``OUT`` only when complete.
 """
@@ -37,10 +41,18 @@ from mrseg import __version__
 from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import ConfigError
 from mrseg.synth.asap import write_asap_xml
+from mrseg.synth.labels import (
+    MULTICLASS_CLASSES,
+    LabelScheme,
+    annotation_groups,
+    check_labels,
+    paint_groups,
+    scheme_record,
+    to_pixels,
+)
 from mrseg.synth.layout import SlideLayout, make_layout
 from mrseg.synth.params import SynthParams
-from mrseg.synth.raster import paint
-from mrseg.synth.render import class_raster, render, sample_stain
+from mrseg.synth.render import Stain, class_raster, render, sample_stain
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
 log = logging.getLogger(__name__)
@@ -61,34 +73,6 @@ class SlideRecord:
     has_tumour: bool
     facts: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def to_pixels(geom: BaseGeometry, mpp: float, decimals: int = 3) -> BaseGeometry:
-    """Microns -> level-0 pixels, rounded to ``decimals`` (as written to the XML), repaired if needed."""
-    out = shapely.transform(geom, lambda c: np.round(c / mpp, decimals))
-    return out if out.is_valid else out.buffer(0)
-
-
-def _tumour_parts(layout: SlideLayout, mpp: float) -> tuple[list[BaseGeometry], list[BaseGeometry]]:
-    lesions = layout.of_kind("tumour", "focus")
-    positives = [to_pixels(les.polygon, mpp) for les in lesions]
-    exclusions = [to_pixels(les.lumen, mpp) for les in lesions if les.lumen is not None]
-    return positives, exclusions
-
-
-def label_mask(layout: SlideLayout, size_px: tuple[int, int], mpp: float) -> np.ndarray:
-    """The level-0 label mask ``uint8 (H, W)``: 1 inside tumour polygons (``_0``) minus lumens (``_2``).
-
-    Drawn from the same rounded pixel-frame polygons that are written to the annotation file.
-    """
-    width, height = size_px
-    mask = np.zeros((height, width), dtype=np.uint8)
-    positives, exclusions = _tumour_parts(layout, mpp)
-    for geom in positives:
-        paint(mask, geom, 1)
-    for geom in exclusions:
-        paint(mask, geom, 0)
-    return mask
 
 
 def _layout_geojson(layout: SlideLayout, mpp: float) -> dict[str, Any]:
@@ -119,10 +103,13 @@ def generate_slide(
     mpp: float,
     params: SynthParams,
     threads: int = 1,
+    labels: LabelScheme = "binary",
 ) -> SlideRecord:
     """Generate and write one slide (seeded from ``(seed, index)``) with its annotation, mask and layout.
 
-    ``threads`` strips are rendered concurrently; the files do not depend on it.
+    ``threads`` strips are rendered concurrently; the files do not depend on it. ``labels`` chooses
+    the label scheme of the annotation and the mask (:mod:`mrseg.synth.labels`); the slide itself
+    and its layout do not depend on it.
     """
     width, height = size_px
     rng = np.random.default_rng([seed, index])
@@ -133,7 +120,8 @@ def generate_slide(
     classes = class_raster(layout, size_px, mpp)
     image = render(layout, classes, mpp, stain, params, (seed, index), threads=threads)
     del classes
-    mask = label_mask(layout, size_px, mpp)
+    groups = annotation_groups(layout, mpp, labels)
+    mask = paint_groups(groups, size_px)
     t2 = time.perf_counter()
     rec = SlideRecord(
         name=name,
@@ -146,13 +134,24 @@ def generate_slide(
     write_pyramidal_tiff(out_dir / rec.slide, image, mpp, tile=256, compression="jpeg", quality=90)
     del image
     write_pyramidal_tiff(out_dir / rec.mask, mask, mpp, tile=256, compression="zlib", downsample="nearest")
-    positives, exclusions = _tumour_parts(layout, mpp)
-    write_asap_xml(out_dir / rec.annotation, [("_0", g) for g in positives] + [("_2", g) for g in exclusions])
+    write_asap_xml(out_dir / rec.annotation, groups)
     (out_dir / rec.layout).parent.mkdir(parents=True, exist_ok=True)
     (out_dir / rec.layout).write_text(json.dumps(_layout_geojson(layout, mpp)))
     t3 = time.perf_counter()
+    rec.facts = _facts(layout, mask, stain, labels)
+    rec.seconds = {"layout": t1 - t0, "render": t2 - t1, "write": t3 - t2}
+    if not layout.lesions:
+        log.warning(
+            "%s: no lesion fitted in %.0f x %.0f um of slide; use a larger --size", name, width * mpp, height * mpp
+        )
+    log.info("%s: %s, %.1fs", name, "tumour" if layout.has_tumour else "no tumour", t3 - t0)
+    return rec
+
+
+def _facts(layout: SlideLayout, mask: np.ndarray, stain: Stain, labels: LabelScheme) -> dict[str, Any]:
+    """Per-slide facts for ``synth.json`` (areas in mm^2, counts, stain; pixel counts per class for multi-class)."""
     um2_per_mm2 = 1e6
-    rec.facts = {
+    facts = {
         "has_tumour": layout.has_tumour,
         "tumour_nests": len(layout.of_kind("tumour")),
         "tumour_foci": len(layout.of_kind("focus")),
@@ -161,16 +160,13 @@ def generate_slide(
         "tissue_mm2": round(layout.tissue.area / um2_per_mm2, 4),
         "tumour_mm2": round(layout.tumour_geometry().area / um2_per_mm2, 4),
         "mimic_mm2": round(sum(m.polygon.area for m in layout.of_kind("mimic")) / um2_per_mm2, 4),
-        "tumour_pixels": int(np.count_nonzero(mask)),
+        "tumour_pixels": int(np.count_nonzero(mask == 1)),
         "stain": asdict(stain),
     }
-    rec.seconds = {"layout": t1 - t0, "render": t2 - t1, "write": t3 - t2}
-    if not layout.lesions:
-        log.warning(
-            "%s: no lesion fitted in %.0f x %.0f um of slide; use a larger --size", name, width * mpp, height * mpp
-        )
-    log.info("%s: %s, %.1fs", name, "tumour" if layout.has_tumour else "no tumour", t3 - t0)
-    return rec
+    if labels == "multiclass":
+        counts = np.bincount(mask.ravel(), minlength=len(MULTICLASS_CLASSES))
+        facts["class_pixels"] = {name: int(counts[i]) for i, name in enumerate(MULTICLASS_CLASSES)}
+    return facts
 
 
 def parse_split(text: str) -> dict[str, float]:
@@ -241,6 +237,7 @@ def generate(
     prefix: str = "synth",
     workers: int = 1,
     threads: int = 1,
+    labels: LabelScheme = "binary",
     overwrite: bool = False,
 ) -> Path:
     """Generate a synthetic lymph-node-like data set and return the path of its ``manifest.csv``.
@@ -271,6 +268,11 @@ def generate(
     threads
         Threads rendering the strips of each slide (output is identical for any value); helps only
         when cores are idle, prefer ``workers`` for several slides.
+    labels
+        ``"binary"`` (tumour 1, the rest 0; ASAP groups ``_0``/``_2``, as CAMELYON16) or
+        ``"multiclass"`` (0 glass, 1 tumour, 2 lymphoid, 3 other tissue; ASAP groups ``tumour``,
+        ``lymphoid``, ``other``; recorded in ``synth.json`` and the manifest's ``labels`` column).
+        The slides are the same either way (:mod:`mrseg.synth.labels`).
     overwrite
         Replace an existing non-empty ``out_dir``.
 
@@ -286,6 +288,7 @@ def generate(
     _check_args(out, n_slides, size, mpp, overwrite)  # type: ignore[arg-type]
     if workers < 1 or threads < 1:
         raise ConfigError(f"workers and threads must be >= 1, got {workers} and {threads}")
+    labels = check_labels(labels)
     fractions = parse_split(split) if isinstance(split, str) else (dict(split) if split is not None else None)
     params = params or SynthParams()
     digits = max(3, len(str(n_slides - 1)))
@@ -297,14 +300,14 @@ def generate(
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the data set ordinary permissions
         for sub in ("slides", "annotations", "masks", "layouts"):
             (tmp / sub).mkdir()
-        args = [(tmp, name, int(seed), i, size, float(mpp), params, threads) for i, name in enumerate(names)]
+        args = [(tmp, name, int(seed), i, size, float(mpp), params, threads, labels) for i, name in enumerate(names)]
         if workers > 1 and n_slides > 1:
             with ProcessPoolExecutor(max_workers=min(workers, n_slides)) as pool:
                 records = list(pool.map(generate_slide, *zip(*args, strict=True)))
         else:
             records = [generate_slide(*a) for a in args]
         splits = assign_splits([r.has_tumour for r in records], fractions, int(seed)) if fractions else None
-        meta = {
+        meta: dict[str, Any] = {
             "generator": "mrseg.synth",
             "version": __version__,
             "seed": int(seed),
@@ -312,6 +315,7 @@ def generate(
             "size_px": list(size),
             "mpp": float(mpp),
             "mask_mpp": float(mpp),
+            **({"labels": scheme_record(labels)} if labels != "binary" else {}),
             "split": fractions,
             "params": params.to_dict(),
             "slides": [
@@ -319,12 +323,18 @@ def generate(
             ],
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["slide", "annotation", "mask", "split"])
-        for i, r in enumerate(records):
-            writer.writerow([r.slide, r.annotation, r.mask, splits[i] if splits else ""])
-        (tmp / "manifest.csv").write_text(buf.getvalue())
+        (tmp / "manifest.csv").write_text(_manifest_csv(records, splits, labels))
         for path in tmp.rglob("*"):  # atomic writes use mkstemp (0600): give ordinary permissions
             path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
     return out / "manifest.csv"
+
+
+def _manifest_csv(records: list[SlideRecord], splits: list[str] | None, labels: LabelScheme) -> str:
+    """``manifest.csv``: slide, annotation, mask, split (and the label scheme unless binary)."""
+    extra = [] if labels == "binary" else [labels]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["slide", "annotation", "mask", "split"] + (["labels"] if extra else []))
+    for i, r in enumerate(records):
+        writer.writerow([r.slide, r.annotation, r.mask, splits[i] if splits else "", *extra])
+    return buf.getvalue()

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from mrseg.core.input_spec import InputSpec
 from mrseg.wsi import geometry as geo
@@ -33,6 +34,24 @@ DEFAULT_CHUNK_PX = 2048
 def concentric_boxes(spec: InputSpec, slide_mpp: float, center_l0: Sequence[float]) -> list[geo.Box]:
     """Level-0 boxes of the ``J`` patches of ``spec`` around ``center_l0`` on a slide of ``slide_mpp``."""
     return [geo.centered_box(center_l0, spec.size_px, m / slide_mpp) for m in spec.mpps]
+
+
+def chunk_points(points: np.ndarray, cell: float) -> list[np.ndarray]:
+    """Group points into square cells of edge ``cell`` (same units), in row-major cell order.
+
+    Returns the index arrays (into ``points``) of each non-empty cell; every index appears in
+    exactly one group, and indices keep their original order within a group.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if not cell > 0:
+        raise ValueError(f"cell must be positive, got {cell!r}")
+    if len(pts) == 0:
+        return []
+    cells = np.floor(pts / cell).astype(np.int64)
+    order = np.lexsort((cells[:, 0], cells[:, 1]))
+    keys = cells[order]
+    breaks = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    return [np.sort(group) for group in np.split(order, breaks)]
 
 
 def _check_centers(centers_l0: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -99,7 +118,7 @@ def iter_concentric_grid(
     centers = _check_centers(centers_l0)
     cell_l0 = chunk_px * spec.mpps[0] / slide.mpp
     size = spec.size_px
-    for indices in geo.chunk_points(centers, cell_l0):
+    for indices in chunk_points(centers, cell_l0):
         out = np.empty((len(indices), spec.num_resolutions, size, size, 3), dtype=np.uint8)
         for j, mpp in enumerate(spec.mpps):
             plans = [slide.plan(slide.box(centers[i], mpp, size), size) for i in indices]
@@ -166,8 +185,6 @@ def concentric_figure(patches: np.ndarray, mpps: Sequence[float], *, gap_px: int
         with its mpp and field of view in microns, and carries a rectangle (in the colour of
         panel ``i``) for every finer patch ``i < j``: ``S * mpps[i] / mpps[j]`` pixels, centred.
     """
-    from PIL import Image, ImageDraw
-
     count, size = patches.shape[0], patches.shape[1]
     if count != len(mpps):
         raise ValueError(f"{count} patches but {len(mpps)} mpps")

@@ -1,4 +1,4 @@
-"""Pure geometry of slide reads: boxes, level choice, covering regions, chunks and grids (no I/O).
+"""Pure geometry of slide reads: boxes, level choice, covering regions and the read grid (no I/O).
 
 Frames (see ``docs/architecture.md`` and ``docs/slides.md``):
 
@@ -210,44 +210,6 @@ def union_region(regions: Sequence[Region]) -> Region:
 def region_area(region: Region) -> int:
     """Number of pixels of an integer region (0 when empty)."""
     return max(0, region[2] - region[0]) * max(0, region[3] - region[1])
-
-
-def chunk_points(points: np.ndarray, cell: float) -> list[np.ndarray]:
-    """Group points into square cells of edge ``cell`` (same units), in row-major cell order.
-
-    Returns the index arrays (into ``points``) of each non-empty cell; every index appears in
-    exactly one group, and indices keep their original order within a group.
-    """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if not cell > 0:
-        raise ValueError(f"cell must be positive, got {cell!r}")
-    if len(pts) == 0:
-        return []
-    cells = np.floor(pts / cell).astype(np.int64)
-    order = np.lexsort((cells[:, 0], cells[:, 1]))
-    keys = cells[order]
-    breaks = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
-    return [np.sort(group) for group in np.split(order, breaks)]
-
-
-def grid_centers(box_l0: Box, step_l0: float | tuple[float, float]) -> np.ndarray:
-    """Centres of a regular lattice of tiles of edge ``step_l0`` laid over ``box_l0`` (level-0 px).
-
-    The first tile starts at the box's top-left corner; tiles are added while their start is
-    inside the box (the last row/column may stick out). Returns ``float64 (n, 2)`` ``(x, y)`` in
-    row-major order.
-
-    >>> grid_centers((0, 0, 10, 4), 4).tolist()
-    [[2.0, 2.0], [6.0, 2.0], [10.0, 2.0]]
-    """
-    x0, y0, x1, y1 = check_box(box_l0)
-    sx, sy = (step_l0, step_l0) if isinstance(step_l0, (int, float)) else step_l0
-    if not (sx > 0 and sy > 0):
-        raise ValueError(f"step must be positive, got {step_l0!r}")
-    xs = x0 + sx * np.arange(math.ceil((x1 - x0) / sx)) + sx / 2
-    ys = y0 + sy * np.arange(math.ceil((y1 - y0) / sy)) + sy / 2
-    gx, gy = np.meshgrid(xs, ys)
-    return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The one reader of slide lists, used by training (:mod:`mrseg.training.data`) and
 (:mod:`mrseg.evaluation.truth`). A **manifest** is CSV or YAML with columns/keys ``slide``
 (required), ``annotation`` (ASAP XML or GeoJSON), ``mask`` (label-mask image), ``tissue``
 (tissue-mask image), ``split`` (``train``/``val``/``test``) and ``mpp`` (override for slides without
-metadata); relative paths are relative to the manifest. A **CAMELYON16-style folder** has
+metadata); relative paths are relative to the manifest. A ``labels`` column (the label scheme, e.g.
+``multiclass`` as ``mrseg synth --labels multiclass`` writes) is informational. A **CAMELYON16-style folder** has
 ``training/{normal,tumor}/*.tif`` (or ``normal/``, ``tumor/`` at the top) and
 ``lesion_annotations/*.xml`` beside them (or at the top). A folder written by ``mrseg synth`` has a
 ``manifest.csv``.
@@ -99,7 +100,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[SlideRecord]:
     first_row = 2 if path.suffix.lower() == ".csv" else 1
     for i, row in enumerate(rows, start=first_row):
         row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
-        unknown = set(row) - {"slide", "annotation", "mask", "tissue", "split", "mpp", "name", "label"}
+        unknown = set(row) - {"slide", "annotation", "mask", "tissue", "split", "mpp", "name", "label", "labels"}
         if unknown and i == first_row:
             log.warning("%s: ignoring unknown column(s) %s", path, sorted(unknown))
         slide = _path_or_none(row.get("slide"), base)

@@ -1,4 +1,4 @@
-"""Whole-slide images at any resolution: one small typed interface over OpenSlide and tiffslide.
+"""Whole-slide images at any resolution: one small typed interface over the slide backends.
 
 ``Slide.read_box(box_l0, size_px)`` returns exactly ``size_px`` pixels for a box in continuous
 level-0 pixels (see :mod:`mrseg.wsi.geometry` and ``docs/slides.md`` for the grid convention):
@@ -7,14 +7,15 @@ level-0 pixels (see :mod:`mrseg.wsi.geometry` and ``docs/slides.md`` for the gri
    (:func:`mrseg.wsi.geometry.choose_level`).
 2. **Exact copy** when the box maps 1:1 onto that level's pixel grid (integer corners, scale 1):
    the level's pixels are returned unchanged.
-3. **Otherwise** an integer covering region of the level (+1 pixel margin) is read and resampled,
-   separably, with *exact area averaging* when shrinking (each output pixel is the mean of the
-   level area it covers, fractional pixels weighted by their overlap: anti-aliased, and consistent
-   with mean-reduced pyramid levels) and *bilinear interpolation* at pixel centres when
-   enlarging. Both honour sub-pixel box positions and agree at scale 1.
+3. **Otherwise** an integer covering region of the level (+1 pixel margin) is read and resampled
+   (:func:`mrseg.wsi.resample.resample`: exact area averaging when shrinking, bilinear
+   interpolation when enlarging).
 4. **Background**: level pixels outside the level, and every output pixel whose centre lies
    outside the level-0 slide ``[0, W0) x [0, H0)``, are white ``(255, 255, 255)``; RGBA is
    flattened on white. Reads never raise for out-of-slide boxes.
+
+Files are opened by a backend (:mod:`mrseg.wsi.backends`: OpenSlide, tiffslide or a user's
+:class:`~mrseg.wsi.backends.SlideBackend`), which also reports the level-0 mpp.
 """
 
 from __future__ import annotations
@@ -32,122 +33,15 @@ import numpy as np
 
 from mrseg.core.errors import SlideError
 from mrseg.wsi import geometry as geo
-from mrseg.wsi.backends import (
-    ANISOTROPY_TOLERANCE,
-    BACKGROUND,
-    BackendName,
-    Reader,
-    check_tiff_integrity,
-    open_reader,
-    resolve_mpp,
-    to_rgb,
-)
+from mrseg.wsi.backends import AUTO, BACKGROUND, BackendSpec, SlideBackend, backend_name, open_backend, resolve_mpp
+from mrseg.wsi.resample import resample
 
 log = logging.getLogger(__name__)
 
 #: Most level pixels a thumbnail read holds at once (it is read in bands of rows beyond that).
 THUMBNAIL_BAND_PIXELS = 1 << 25
 
-__all__ = [
-    "ANISOTROPY_TOLERANCE",
-    "BACKGROUND",
-    "THUMBNAIL_BAND_PIXELS",
-    "BackendName",
-    "ReadPlan",
-    "Slide",
-    "check_tiff_integrity",
-    "resample",
-    "resolve_mpp",
-    "to_rgb",
-]
-
-# --------------------------------------------------------------------------------------------
-# Resampling (pure numpy)
-# --------------------------------------------------------------------------------------------
-
-
-def _axis_taps(start: float, scale: float, n_out: int, n_src: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights (``(K, n_out)`` each) of a 1-D resampling.
-
-    Output pixel ``u`` covers source ``[start + u*scale, start + (u+1)*scale)`` (source pixel ``i``
-    covers ``[i, i + 1)``). ``scale >= 1``: exact area average, each covered source pixel weighted
-    by its overlap / scale (``K = ceil(scale) + 1`` taps). ``scale < 1``: bilinear interpolation at
-    the output pixel centre (2 taps). Indices are clipped to the source; taps outside it have
-    zero weight whenever the source covers the output interval.
-    """
-    u = np.arange(n_out, dtype=np.float64)
-    if scale >= 1.0:
-        lo = start + u * scale
-        hi = lo + scale
-        first = np.floor(lo)
-        taps = math.ceil(scale) + 1
-        index = first[None, :] + np.arange(taps, dtype=np.float64)[:, None]
-        overlap = np.minimum(hi[None, :], index + 1) - np.maximum(lo[None, :], index)
-        weights = np.clip(overlap, 0.0, None) / scale
-    else:
-        centre = start + (u + 0.5) * scale - 0.5
-        first = np.floor(centre)
-        frac = centre - first
-        index = np.stack([first, first + 1])
-        weights = np.stack([1.0 - frac, frac])
-    return np.clip(index, 0, n_src - 1).astype(np.intp), weights.astype(np.float32)
-
-
-def _resample_axis(src: np.ndarray, axis: int, start: float, scale: float, n_out: int) -> np.ndarray:
-    """Resample ``src`` along ``axis`` (see :func:`_axis_taps`); returns float32.
-
-    Taps whose indices form an arithmetic run with one constant weight (integer scales, e.g. a
-    sub-pixel shift at scale 1) use strided slices and a scalar weight instead of a gather.
-    """
-    index, weights = _axis_taps(start, scale, n_out, src.shape[axis])
-    shape = [1] * src.ndim
-    shape[axis] = n_out
-    out = np.zeros([n_out if a == axis else d for a, d in enumerate(src.shape)], dtype=np.float32)
-    for k in range(index.shape[0]):
-        idx, w = index[k], weights[k]
-        if not w.any():
-            continue
-        step = int(idx[1] - idx[0]) if n_out > 1 else 1
-        if step > 0 and (w == w[0]).all() and (np.diff(idx) == step).all():
-            sl = [slice(None)] * src.ndim
-            sl[axis] = slice(int(idx[0]), int(idx[0]) + step * (n_out - 1) + 1, step)
-            out += src[tuple(sl)] * w[0]
-        else:
-            out += np.take(src, idx, axis=axis) * w.reshape(shape)
-    return out
-
-
-def resample(canvas: np.ndarray, origin: tuple[int, int], box: geo.Box, size_px: geo.Size) -> np.ndarray:
-    """Resample ``canvas`` (pixels of one level starting at ``origin``) onto the output grid of ``box``.
-
-    Parameters
-    ----------
-    canvas
-        ``uint8 (h, w, 3)`` level pixels; ``canvas[0, 0]`` is level pixel ``origin``.
-    origin
-        ``(ix0, iy0)`` level-pixel index of ``canvas[0, 0]``.
-    box
-        ``(x0, y0, x1, y1)`` in continuous level pixels; must lie inside the canvas.
-    size_px
-        Output ``(width, height)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8 (height, width, 3)``, rounded half up.
-    """
-    sx, sy = geo.box_scale(box, size_px)
-    out = _resample_axis(canvas, 1, box[0] - origin[0], sx, size_px[0])
-    out = _resample_axis(out, 0, box[1] - origin[1], sy, size_px[1])
-    out += 0.5
-    np.floor(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# Slide
-# --------------------------------------------------------------------------------------------
+__all__ = ["THUMBNAIL_BAND_PIXELS", "ReadPlan", "Slide"]
 
 
 @dataclass(frozen=True)
@@ -184,7 +78,8 @@ class Slide:
     Attributes
     ----------
     path, backend, vendor
-        File, backend used (``"openslide"`` or ``"tiffslide"``) and scanner vendor.
+        File, name of the backend used (``"openslide"``, ``"tiffslide"`` or a user backend's, see
+        :func:`mrseg.wsi.backends.backend_name`) and scanner vendor.
     dimensions
         ``(width, height)`` of level 0 in pixels.
     level_count, level_dimensions
@@ -200,16 +95,16 @@ class Slide:
         Counters of level pixels fetched from the backend and of backend reads (for benchmarks).
     """
 
-    def __init__(self, reader: Reader, path: Path, mpp: float) -> None:
+    def __init__(self, reader: SlideBackend, path: Path, mpp: float) -> None:
         self._reader = reader
         self.path = path
-        self.backend: str = reader.name
-        self.vendor: str = reader.vendor
-        self.level_dimensions: tuple[geo.Size, ...] = tuple(reader.level_dimensions)
+        self.backend: str = backend_name(type(reader))
+        self.vendor: str = str(reader.vendor)
+        self.level_dimensions: tuple[geo.Size, ...] = tuple((int(w), int(h)) for w, h in reader.level_dimensions)
         self.dimensions: geo.Size = self.level_dimensions[0]
         self.level_count = len(self.level_dimensions)
         self.level_downsamples: tuple[float, ...] = tuple(
-            geo.snap_downsample(self.dimensions, dims, ds)
+            geo.snap_downsample(self.dimensions, dims, float(ds))
             for dims, ds in zip(self.level_dimensions, reader.level_downsamples, strict=True)
         )
         self.mpp = float(mpp)
@@ -220,23 +115,25 @@ class Slide:
         self.reads = 0
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], backend: BackendName | str = "auto", mpp: float | None = None) -> Slide:
+    def open(cls, path: str | os.PathLike[str], backend: BackendSpec = AUTO, mpp: float | None = None) -> Slide:
         """Open a slide file.
 
         Parameters
         ----------
         path
-            Slide file (any OpenSlide format, or a TIFF tiffslide reads).
+            Slide file (any OpenSlide format, a TIFF tiffslide reads, or what a user backend reads).
         backend
-            ``"auto"`` (OpenSlide, then tiffslide for files OpenSlide cannot open), ``"openslide"``
-            or ``"tiffslide"``.
+            ``"auto"`` (OpenSlide, then tiffslide for files OpenSlide cannot open), ``"openslide"``,
+            ``"tiffslide"``, a name given to :func:`mrseg.wsi.backends.register_backend`, or a
+            :class:`~mrseg.wsi.backends.SlideBackend` subclass.
         mpp
             Microns per level-0 pixel; overrides the metadata (needed when it has none).
 
         Raises
         ------
         SlideError
-            Missing file, directory, unreadable/corrupt/unsupported file, anisotropic pixels.
+            Missing file, directory, unknown backend, unreadable/corrupt/unsupported file,
+            anisotropic pixels.
         MissingMppError
             No mpp in the metadata and none given.
         """
@@ -245,9 +142,9 @@ class Slide:
             raise SlideError(f"{p}: no such file")
         if p.is_dir():
             raise SlideError(f"{p}: is a directory, not a slide file")
-        reader = open_reader(p, str(backend))
+        reader = open_backend(p, backend)
         try:
-            level0_mpp = resolve_mpp(p, reader.properties, mpp)
+            level0_mpp = resolve_mpp(p, _reported_mpp(reader, p) if mpp is None else None, mpp)
         except BaseException:
             reader.close()
             raise
@@ -400,3 +297,12 @@ class Slide:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _reported_mpp(reader: SlideBackend, path: Path) -> tuple[float, float] | None:
+    """The backend's own level-0 mpp; a failing user backend becomes a :class:`SlideError` naming it."""
+    try:
+        return reader.mpp
+    except Exception as error:
+        name = backend_name(type(reader))
+        raise SlideError(f"{path}: backend {name} cannot report the mpp: {error}") from error

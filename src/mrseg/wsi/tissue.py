@@ -28,10 +28,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from scipy import ndimage
+from skimage.color import rgb2hsv
+from skimage.filters import gaussian, threshold_otsu
+from skimage.morphology import remove_small_objects
 
 from mrseg.core.atomic import atomic_path
+from mrseg.core.errors import DataError
 from mrseg.core.tissue_spec import TissueSettings
-from mrseg.wsi.geometry import Box, ReadGrid, sample_nearest, to_grid
+from mrseg.wsi.geometry import Box, ReadGrid, Size, sample_nearest, to_grid
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ class ThumbnailSource(Protocol):
     """What :func:`tissue_mask` needs of a slide (:class:`mrseg.wsi.slide.Slide` provides it)."""
 
     @property
-    def dimensions(self) -> tuple[int, int]: ...
+    def dimensions(self) -> Size: ...
 
     @property
     def mpp(self) -> float: ...
@@ -164,9 +171,6 @@ class TissueMask:
         path = Path(path)
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".png":
-                from PIL import Image
-                from PIL.PngImagePlugin import PngInfo
-
                 info = PngInfo()
                 info.add_text("mrseg_mpp", repr(self.mpp))
                 info.add_text("mrseg_box_l0", ",".join(repr(c) for c in self.box_l0))
@@ -179,13 +183,9 @@ class TissueMask:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TissueMask:
         """Read a mask written by :meth:`save`."""
-        from mrseg.core.errors import DataError
-
         path = Path(path)
         try:
             if path.suffix.lower() == ".png":
-                from PIL import Image
-
                 with Image.open(path) as image:
                     text: dict[str, Any] = dict(getattr(image, "text", {}))
                     mask = np.asarray(image.convert("L")) > 127
@@ -204,11 +204,6 @@ def detect_tissue(rgb: np.ndarray, mpp: float, settings: TissueSettings | None =
 
     ``settings.mpp`` is not used here (the image's own ``mpp`` is).
     """
-    from scipy import ndimage
-    from skimage.color import rgb2hsv
-    from skimage.filters import gaussian, threshold_otsu
-    from skimage.morphology import remove_small_objects
-
     p = settings or TissueSettings()
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:

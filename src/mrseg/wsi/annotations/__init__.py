@@ -18,15 +18,23 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mrseg.core.errors import AnnotationError
-from mrseg.wsi.annotations.base import DEFAULT_LABEL_MAP, EXCLUDE, Annotations, LabelStats, rasterize
+from mrseg.wsi.annotations.base import (
+    DEFAULT_LABEL_MAP,
+    EXCLUDE,
+    Annotations,
+    LabelStats,
+    normalise_label_map,
+    rasterize,
+)
 from mrseg.wsi.annotations.maskimage import MaskAnnotations
 from mrseg.wsi.annotations.readers import read_asap_xml, read_geojson
 from mrseg.wsi.annotations.vector import Region, VectorAnnotations, make_polygon
+from mrseg.wsi.geometry import Size
+from mrseg.wsi.tiff import TIFF_MAGIC
 
 log = logging.getLogger(__name__)
 
 _MASK_SUFFIXES = {".tif", ".tiff", ".png"}
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def sniff_format(path: Path) -> str:
@@ -42,7 +50,7 @@ def sniff_format(path: Path) -> str:
             head = fh.read(512)
     except OSError as error:
         raise AnnotationError(f"{path}: cannot read annotation file: {error.strerror or error}") from None
-    if head.startswith(_TIFF_MAGIC) or head.startswith(b"\x89PNG"):
+    if head.startswith(TIFF_MAGIC) or head.startswith(b"\x89PNG"):
         return "mask"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"<"):
@@ -62,7 +70,7 @@ def sniff_format(path: Path) -> str:
 def load_annotations(
     path: str | os.PathLike[str],
     *,
-    slide_dimensions: tuple[int, int] | None = None,
+    slide_dimensions: Size | None = None,
     label_map: Mapping[str, int] | None = None,
     default_label: int | None = 1,
 ) -> Annotations:
@@ -111,8 +119,6 @@ def load_annotations(
 
 
 def _checked_label_map(label_map: Mapping[str, int] | None) -> dict[str, int]:
-    from mrseg.wsi.annotations.base import normalise_label_map
-
     try:
         return normalise_label_map(label_map)
     except (TypeError, ValueError) as error:

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+import zarr
+from PIL import Image
 
 from mrseg.core.errors import AnnotationError
 from mrseg.wsi.annotations.base import Annotations, LabelStats
-from mrseg.wsi.geometry import Box, ReadGrid, to_grid
+from mrseg.wsi.geometry import Box, ReadGrid, Size, to_grid
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class MaskAnnotations(Annotations):
         self,
         path: Path,
         *,
-        slide_dimensions: tuple[int, int] | None = None,
+        slide_dimensions: Size | None = None,
         value_map: Mapping[int, int] | None = None,
     ) -> None:
         self.path = path
@@ -95,17 +98,12 @@ class MaskAnnotations(Annotations):
         with path.open("rb") as fh:
             magic = fh.read(8)
         if magic.startswith(b"\x89PNG"):
-            from PIL import Image
-
             with Image.open(path) as image:
                 if image.width * image.height > PNG_MAX_PIXELS:
                     raise AnnotationError(f"{path}: PNG mask too large to load ({image.width}x{image.height})")
                 self._arrays = [np.asarray(image)]
             self._pid = os.getpid()
             return
-        import tifffile
-        import zarr
-
         self._tiff = tifffile.TiffFile(path)
         series = self._tiff.series[0]
         self._arrays = [zarr.open(series.aszarr(level=i), mode="r") for i in range(len(series.levels))]

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from mrseg.wsi.geometry import Box, ReadGrid
+from mrseg.wsi.geometry import ReadGrid
 
 
 def ring_edges(rings: Iterable[np.ndarray]) -> np.ndarray:
@@ -85,4 +85,4 @@ def fill_edges(edges_l0: np.ndarray, grid: ReadGrid) -> np.ndarray:
     return parity.astype(bool)
 
 
-__all__ = ["Box", "fill_edges", "fill_rings", "ring_edges"]
+__all__ = ["fill_edges", "fill_rings", "ring_edges"]

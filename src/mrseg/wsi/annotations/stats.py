@@ -8,10 +8,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import shapely
+from PIL import Image, ImageDraw
+from skimage.segmentation import find_boundaries
 
 from mrseg.core.atomic import atomic_path
 from mrseg.wsi.annotations.base import EXCLUDE, Annotations
 from mrseg.wsi.annotations.vector import VectorAnnotations
+from mrseg.wsi.geometry import Size
 
 OVERLAY_MAX_SIDE = 2048
 """Longest side of the overlay thumbnail in pixels."""
@@ -26,7 +29,7 @@ _COLOURS = {
 
 
 class _Thumbnailer(Protocol):
-    dimensions: tuple[int, int]
+    dimensions: Size
     mpp: float
 
     def thumbnail(self, mpp: float) -> np.ndarray: ...
@@ -93,8 +96,6 @@ def overlay_image(annotations: Annotations, slide: _Thumbnailer, max_side: int =
     Vector annotations are drawn as polygon outlines (exclusions in blue); mask annotations as the
     boundaries of their labels rasterised on the thumbnail grid.
     """
-    from PIL import Image, ImageDraw
-
     w0, h0 = slide.dimensions
     thumb_mpp = max(slide.mpp, slide.mpp * max(w0, h0) / max_side)
     thumb = slide.thumbnail(thumb_mpp)
@@ -112,8 +113,6 @@ def overlay_image(annotations: Annotations, slide: _Thumbnailer, max_side: int =
                     xy = [(x * sx, y * sy) for x, y in np.asarray(ring.coords)[:, :2]]
                     draw.line(xy, fill=colour, width=width)
         return np.asarray(image)
-    from skimage.segmentation import find_boundaries
-
     labels = annotations.rasterize((0, 0, w0, h0), (w, h))
     out = np.asarray(image).copy()
     for label in annotations.labels:
@@ -124,8 +123,6 @@ def overlay_image(annotations: Annotations, slide: _Thumbnailer, max_side: int =
 
 def write_overlay(annotations: Annotations, slide: _Thumbnailer, path: str | os.PathLike[str]) -> Path:
     """Write :func:`overlay_image` as a PNG, atomically; returns the path."""
-    from PIL import Image
-
     path = Path(path)
     picture = overlay_image(annotations, slide)
     with atomic_path(path) as tmp:
