@@ -29,8 +29,10 @@ NAMES = ["unet", "mrn_bilinear", "mrn_transposed"]
 
 def test_model_names_and_options() -> None:
     assert model_names() == NAMES
-    assert model_options("unet") == ["mpps", "num_classes", "width", "depth", "in_channels"]
-    assert model_options("mrn_bilinear") == ["mpps", "num_classes", "width", "depth", "in_channels", "fuser"]
+    assert model_options("unet") == ["mpps", "num_classes", "width", "depth", "in_channels", "encoder", "freeze"]
+    assert model_options("mrn_bilinear") == [
+        "mpps", "num_classes", "width", "depth", "in_channels", "fuser", "encoder", "branch_weights", "freeze",
+    ]  # fmt: skip
     assert MODELS["mrn_transposed"].cls is MRN and dict(MODELS["mrn_transposed"].presets) == {"upscale": "transposed"}
 
 
@@ -38,8 +40,11 @@ def test_model_names_and_options() -> None:
 def test_hparams_record_every_option(name: str) -> None:
     mpps = [0.5] if name == "unet" else [0.5, 2.0]
     hp = create_model(name, mpps=mpps, num_classes=2, width=2, depth=1, in_channels=4).hparams
-    expected = {"name": name, "mpps": mpps, "num_classes": 2, "width": 2, "depth": 1, "in_channels": 4}
-    assert hp == (expected if name == "unet" else {**expected, "fuser": "concat"})
+    expected = {
+        "name": name, "mpps": mpps, "num_classes": 2, "width": 2, "depth": 1, "in_channels": 4, "encoder": "unet",
+        "freeze": [],
+    }  # fmt: skip
+    assert hp == (expected if name == "unet" else {**expected, "fuser": "concat", "branch_weights": "separate"})
 
 
 def test_directly_built_models_record_hparams() -> None:

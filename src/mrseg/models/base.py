@@ -3,7 +3,8 @@
 As in segmentation_models_pytorch's ``base/model.py``, the base class owns ``forward``; an
 architecture only chooses its parts. For J concentric patches (finest mpp first):
 
-1. one encoder per branch (separate weights) maps patch ``j`` to feature maps, finest first;
+1. one encoder per branch (separate weights; or one shared encoder, :mod:`.sharing`) maps patch ``j``
+   to feature maps, finest first;
 2. with J > 1, one fusion per feature level crops and upscales branches 2..J to branch 1's field of
    view and fuses them with branch 1's map (the fused maps are the decoder's skips; branch 1's encoder
    itself runs unfused, as in the paper's Fig. 2); with J = 1 branch 1's maps pass through;
@@ -27,6 +28,8 @@ from torch import nn
 from mrseg.core.errors import ModelConfigError
 from mrseg.models.decoder import Decoder, UNetDecoder
 from mrseg.models.encoder import Encoder
+from mrseg.models.freeze import freeze_encoders, frozen_norms
+from mrseg.models.sharing import check_branch_weights, tie_except_norms
 from mrseg.models.sizes import check_int, check_spatial, gammas_from_mpps
 
 #: Builds one branch's encoder (called J times, branch 1 first).
@@ -54,6 +57,11 @@ class SegmentationModel(nn.Module):
         Builds one level's fusion (``module(finest, [coarser...]) -> map``); needed when J > 1.
     decoder
         Builds the decoder (default :class:`~mrseg.models.decoder.UNetDecoder`).
+    branch_weights
+        ``"separate"`` (one encoder per branch), ``"shared"`` (one encoder for all) or
+        ``"shared_convs"`` (per-branch normalisation layers), see :mod:`mrseg.models.sharing`.
+    freeze
+        Selectors of encoder parts to freeze (:mod:`mrseg.models.freeze`).
     options
         The other hyper-parameters to record (whatever ``create_model(name, ...)`` takes).
 
@@ -66,6 +74,8 @@ class SegmentationModel(nn.Module):
         Input resolutions (microns per pixel) and their ratios ``mpp_j / mpp_1``.
     depth
         ``log2`` of the deepest feature map's reduction (pooling levels for the U-Net encoder).
+    min_depth
+        ``log2`` of the finest feature map's reduction (0 for the U-Net encoder, 1 for a ResNet).
     required_multiple
         Input height and width (pixels) must be multiples of it: deepest reduction ``* max(gamma)``.
     """
@@ -79,6 +89,8 @@ class SegmentationModel(nn.Module):
         num_classes: int,
         fusion: FusionFactory | None = None,
         decoder: DecoderFactory = UNetDecoder,
+        branch_weights: str = "separate",
+        freeze: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -89,8 +101,13 @@ class SegmentationModel(nn.Module):
         self.hparams.update(options or {})
         if fusion is None and len(self.gammas) > 1:
             raise ModelConfigError(f"{name} takes one resolution, got mpps {self.mpps}")
+        check_branch_weights(branch_weights)
+        self.branch_weights = branch_weights
         self.encoder = encoder()
-        self.context_encoders = nn.ModuleList(encoder() for _ in self.gammas[1:])
+        self.context_encoders = nn.ModuleList(encoder() for _ in self.gammas[1:] if branch_weights != "shared")
+        if branch_weights == "shared_convs":
+            for context in self.context_encoders:
+                tie_except_norms(self.encoder, context)
         channels, reductions = list(self.encoder.out_channels), list(self.encoder.reductions)
         self.fusions = nn.ModuleList()
         if fusion is not None and len(self.gammas) > 1:
@@ -99,7 +116,21 @@ class SegmentationModel(nn.Module):
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, kernel_size=1)
         deepest = max(reductions)
         self.depth = int(math.log2(deepest))
+        self.min_depth = int(math.log2(min(reductions)))
         self.required_multiple = deepest * max(self.gammas)
+        freeze_encoders(self.encoders(), freeze, separate=branch_weights == "separate")
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` of the input the encoders' weights expect (RGB scaled to [0, 1])."""
+        return tuple(self.encoder.mean), tuple(self.encoder.std)
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """As :meth:`torch.nn.Module.train`, but batch norms of frozen stages stay in eval mode."""
+        super().train(mode)
+        for norm in frozen_norms(self) if mode else ():
+            norm.eval()
+        return self
 
     @property
     def name(self) -> str:
@@ -111,8 +142,10 @@ class SegmentationModel(nn.Module):
         """J, the number of resolutions."""
         return len(self.gammas)
 
-    def encoders(self) -> list[nn.Module]:
-        """The J encoders, branch 1 (finest) first."""
+    def encoders(self) -> list[Encoder]:
+        """The J encoders, branch 1 (finest) first (the same module J times when shared)."""
+        if self.branch_weights == "shared":
+            return [self.encoder] * self.num_branches
         return [self.encoder, *self.context_encoders]
 
     def check_input_shape(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +165,7 @@ class SegmentationModel(nn.Module):
                 f"{self.name} over mpps {self.mpps} expects input (N, {self.num_branches}, C, H, W){one}, "
                 f"got {tuple(x.shape)}"
             )
-        check_spatial(x, self.required_multiple, self.depth, self.mpps)
+        check_spatial(x, self.required_multiple, self.depth, self.mpps, min_depth=self.min_depth)
         return x
 
     def fuse(self, branches: list[list[torch.Tensor]]) -> list[torch.Tensor]:

@@ -3,8 +3,9 @@
 An encoder maps one branch's patch ``(N, in_channels, H, W)`` to a list of feature maps, finest
 first. The base model (:class:`mrseg.models.base.SegmentationModel`) reads only
 :attr:`Encoder.out_channels` and :attr:`Encoder.reductions`, so any backbone that reports them (for
-example a timm ``features_only`` model: ``feature_info.channels()`` and ``feature_info.reduction()``)
-plugs in without changing the base.
+example a timm ``features_only`` model: ``feature_info.channels()`` and ``feature_info.reduction()``,
+:class:`mrseg.models.backbones.TimmEncoder`) plugs in without changing the base; :meth:`Encoder.stages`
+lets chosen stages be frozen (:mod:`mrseg.models.freeze`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrseg.core.input_spec import DEFAULT_MEAN, DEFAULT_STD
 from mrseg.models.blocks import Unit
 from mrseg.models.sizes import check_int
 
@@ -27,13 +29,22 @@ class Encoder(nn.Module):
         Downsampling factor of each feature map relative to the input (pixels of the input per
         pixel of the map), finest first: map ``l`` is ``H / reductions[l]`` x ``W / reductions[l]``.
         The last map is the deepest (the bottleneck of a U-Net).
+    mean, std
+        Per-channel normalisation of RGB values scaled to [0, 1] that the encoder's weights expect
+        (what a pretrained backbone was trained with; mrseg's defaults for an encoder trained from scratch).
     """
 
     out_channels: list[int]
     reductions: list[int]
+    mean: tuple[float, ...] = DEFAULT_MEAN
+    std: tuple[float, ...] = DEFAULT_STD
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def stages(self) -> list[list[nn.Parameter]]:
+        """The parameters that compute each feature map from the previous one (map 0: from the input)."""
+        raise NotImplementedError  # pragma: no cover - interface
 
 
 def level_channels(width: int, depth: int) -> list[int]:
@@ -65,6 +76,10 @@ class UNetEncoder(Encoder):
         ins = [in_channels, *channels[:-1]]
         self.units = nn.ModuleList(Unit(i, o) for i, o in zip(ins, channels, strict=True))
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+
+    def stages(self) -> list[list[nn.Parameter]]:
+        """Stage ``l`` is unit ``l`` (pooling has no parameters)."""
+        return [list(unit.parameters()) for unit in self.units]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features: list[torch.Tensor] = []

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import ClassVar
 
+from mrseg.models.backbones import DEFAULT_ENCODER, encoder_parts
 from mrseg.models.base import SegmentationModel
-from mrseg.models.encoder import UNetEncoder
 from mrseg.models.fusers import DEFAULT_FUSER, fuser_class
 from mrseg.models.fusion import Fusion, check_upscale
 from mrseg.models.registry import register_model
@@ -33,8 +33,13 @@ class MRN(SegmentationModel):
         How the cropped coarse maps are upscaled: ``"bilinear"`` (no parameters, align_corners=False)
         or ``"transposed"`` (transposed conv with kernel = stride = gamma, then BN + ReLU). The
         registry names ``mrn_bilinear`` and ``mrn_transposed`` fix it.
-    num_classes, width, depth, in_channels
-        As for :class:`mrseg.models.unet.UNet`.
+    num_classes, width, depth, in_channels, encoder, freeze
+        As for :class:`mrseg.models.unet.UNet`; with a backbone ``encoder``, the crop-and-upscale
+        fusion runs at each of its stages with that stage's stride.
+    branch_weights
+        ``"separate"`` (the paper: one encoder per resolution), ``"shared"`` (one encoder for every
+        branch) or ``"shared_convs"`` (shared convolutions, per-branch normalisation);
+        :mod:`mrseg.models.sharing`.
     fuser
         How each level's J aligned maps are combined (:func:`mrseg.models.fusers.fuser_names`):
         ``"concat"`` (the paper's: concatenate, 1x1 conv, BN) or ``"gated"`` (per-pixel softmax
@@ -47,12 +52,13 @@ class MRN(SegmentationModel):
     encoder
         Branch 1 (finest patch), named as in the U-Net.
     context_encoders
-        Branches 2..J (separate weights, same structure).
+        Branches 2..J (same structure; empty when ``branch_weights="shared"``).
     fusions
         One :class:`~mrseg.models.fusion.Fusion` per encoder level and the bottleneck (empty when J = 1).
 
     Input ``(N, J, in_channels, H, W)``; output logits ``(N, num_classes, H, W)`` for the finest patch.
-    ``H`` and ``W`` must be multiples of :attr:`required_multiple` ``= 2**depth * max(gamma)``.
+    ``H`` and ``W`` must be multiples of :attr:`required_multiple` ``= 2**depth * max(gamma)``
+    (the deepest stage's stride times the largest crop factor).
     """
 
     #: Old option name -> new one; accepted with a DeprecationWarning, not offered by ``create_model``.
@@ -68,6 +74,9 @@ class MRN(SegmentationModel):
         in_channels: int = 3,
         *,
         fuser: str = DEFAULT_FUSER,
+        encoder: str = DEFAULT_ENCODER,
+        branch_weights: str = "separate",
+        freeze: Sequence[str] = (),
         fusion: str | None = None,
     ) -> None:
         if fusion is not None:
@@ -75,13 +84,25 @@ class MRN(SegmentationModel):
             upscale = fusion
         check_upscale(upscale)
         fuser_class(fuser)
+        make_encoder, make_decoder = encoder_parts(encoder, in_channels, width, depth)
         super().__init__(
             f"mrn_{upscale}",
             mpps,
-            encoder=partial(UNetEncoder, in_channels, width, depth),
+            encoder=make_encoder,
             num_classes=num_classes,
             fusion=partial(Fusion, upscale=upscale, fuser=fuser),
-            options={"width": width, "depth": depth, "in_channels": in_channels, "fuser": fuser},
+            decoder=make_decoder,
+            branch_weights=branch_weights,
+            freeze=freeze,
+            options={
+                "width": width,
+                "depth": depth,
+                "in_channels": in_channels,
+                "fuser": fuser,
+                "encoder": encoder,
+                "branch_weights": branch_weights,
+                "freeze": list(freeze),
+            },
         )
         self.upscale = upscale
         self.fuser = fuser

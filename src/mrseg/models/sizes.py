@@ -75,20 +75,28 @@ def valid_sizes(multiple: int, near: int, count: int = 2) -> list[int]:
     return [k * multiple for k in ks]
 
 
-def describe_valid_sizes(multiple: int, size: int, depth: int, mpps: Sequence[float]) -> str:
-    """A sentence for error messages: why ``size`` fails and which sizes would work."""
+def describe_valid_sizes(multiple: int, size: int, depth: int, mpps: Sequence[float], *, min_depth: int = 0) -> str:
+    """A sentence for error messages: why ``size`` fails and which sizes (or fewer stages) would work.
+
+    ``min_depth`` is the smallest depth the encoder has (``log2`` of its finest stride): when a
+    shallower network would take ``size``, the sentence names the depth (fewer encoder stages).
+    """
     gammas = gammas_from_mpps(mpps)
     nearby = ", ".join(str(s) for s in valid_sizes(multiple, size))
-    return (
+    text = (
         f"input size {size} px is not a multiple of {multiple} = 2**depth ({2**depth}) * max gamma "
         f"({max(gammas)}, from mpps {list(mpps)}); sizes that work: {nearby}, ..."
     )
+    shallower = [d for d in range(depth - 1, max(min_depth, 1) - 1, -1) if size and size % (2**d * max(gammas)) == 0]
+    if shallower:
+        text += f"; or keep {size} px with depth <= {shallower[0]} (fewer encoder stages)"
+    return text
 
 
-def check_spatial(x: torch.Tensor, multiple: int, depth: int, mpps: Sequence[float]) -> None:
+def check_spatial(x: torch.Tensor, multiple: int, depth: int, mpps: Sequence[float], *, min_depth: int = 0) -> None:
     """Raise :class:`ModelConfigError` unless both spatial dims of ``x`` are multiples of ``multiple``."""
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return
     for size in (int(x.shape[-2]), int(x.shape[-1])):
         if size % multiple != 0 or size == 0:
-            raise ModelConfigError(describe_valid_sizes(multiple, size, depth, mpps))
+            raise ModelConfigError(describe_valid_sizes(multiple, size, depth, mpps, min_depth=min_depth))
