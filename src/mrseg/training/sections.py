@@ -48,6 +48,11 @@ class ModelConfig(Section):
     mean: tuple[float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float] = DEFAULT_STD
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra create_model keyword arguments")
+    pretrained: str | None = Field(
+        default=None,
+        description="backbone weights for a timm encoder (model.kwargs.encoder): a local file (.safetensors, "
+        ".pth) or a timm name already in the Hugging Face cache; never downloaded",
+    )
 
     @field_validator("mpps", mode="before")
     @classmethod

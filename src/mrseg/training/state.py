@@ -24,6 +24,7 @@ from mrseg.core.errors import ModelConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.models import create_model
 from mrseg.models.checkpoint import Checkpoint, capture_rng_state, make_checkpoint, restore_rng_state
+from mrseg.models.pretrained import load_pretrained
 from mrseg.models.sizes import describe_valid_sizes
 from mrseg.training import distributed as D
 from mrseg.training.config import Config
@@ -45,13 +46,25 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def build_model(config: Config) -> nn.Module:
-    """Create the network of ``config.model`` and check the patch size fits it."""
+def build_model(config: Config, *, pretrained: bool = True) -> nn.Module:
+    """Create the network of ``config.model``, check the patch size fits it, load ``model.pretrained`` weights.
+
+    ``pretrained=False`` skips the backbone weights (when resuming, the checkpoint's replace them).
+    """
     m = config.model
     model = create_model(m.name, **m.create_kwargs())
     multiple = int(getattr(model, "required_multiple", 1))
     if m.patch_size % multiple:
-        raise ModelConfigError("model.patch_size: " + describe_valid_sizes(multiple, m.patch_size, m.depth, m.mpps))
+        reason = describe_valid_sizes(multiple, m.patch_size, m.depth, m.mpps, min_depth=getattr(model, "min_depth", 0))
+        raise ModelConfigError("model.patch_size: " + reason)
+    if pretrained and m.pretrained is not None:
+        load_pretrained(model, m.pretrained)
+        expected = tuple(getattr(model, "normalization", (m.mean, m.std)))
+        if expected != (tuple(m.mean), tuple(m.std)):
+            log.warning(
+                "model.pretrained expects inputs normalised with mean %s, std %s; the config uses mean %s, std %s "
+                "(set model.mean and model.std to match)", *expected, list(m.mean), list(m.std),
+            )  # fmt: skip
     return model
 
 
@@ -168,7 +181,7 @@ class RunState:
 def start_run(config: Config, ctx: D.DistContext, ckpt: Checkpoint | None) -> RunState:
     """Build model (weights from ``ckpt`` when resuming), optimiser, scheduler, scaler and loss."""
     t = config.train
-    model = build_model(config).to(ctx.device)
+    model = build_model(config, pretrained=ckpt is None).to(ctx.device)
     if ckpt is not None:
         model.load_state_dict(ckpt.state_dict)
     raw_model = model
