@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrseg.core.errors import ModelConfigError
 from mrseg.core.input_spec import DEFAULT_MEAN, DEFAULT_STD
 from mrseg.models.blocks import Unit
 from mrseg.models.sizes import check_int
@@ -43,8 +44,11 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
     def stages(self) -> list[list[nn.Parameter]]:
-        """The parameters that compute each feature map from the previous one (map 0: from the input)."""
-        raise NotImplementedError  # pragma: no cover - interface
+        """The parameters that compute each feature map from the previous one (map 0: from the input).
+
+        Only freezing (:mod:`mrseg.models.freeze`) needs it; an encoder without it cannot be frozen by stage.
+        """
+        raise ModelConfigError(f"{type(self).__name__} does not list its stages (Encoder.stages): cannot freeze them")
 
 
 def level_channels(width: int, depth: int) -> list[int]:

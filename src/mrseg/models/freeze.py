@@ -55,6 +55,8 @@ def freeze_encoders(encoders: Sequence[Encoder], selectors: Sequence[str], *, se
     """
     if isinstance(selectors, str):
         raise ModelConfigError(f"freeze must be a list of selectors, got the string {selectors!r}")
+    if not selectors:
+        return 0
     stages = [encoder.stages() for encoder in encoders]
     frozen = 0
     for selector in selectors:
