@@ -13,6 +13,7 @@ from mrseg.cli.app import command
 from mrseg.cli.options import RENAMED_SLIDE_MPP, slide_mpp_option
 from mrseg.core.errors import MrsegError
 from mrseg.core.tissue_spec import TissueSettings
+from mrseg.wsi.slide import Slide
 
 #: The default tissue-detection settings (``--tissue-mpp``'s default is theirs).
 _TISSUE = TissueSettings()
@@ -40,8 +41,6 @@ def annotations_command(
     mpp = slide_mpp
     try:
         if slide is not None:
-            from mrseg.wsi.slide import Slide
-
             opened = Slide.open(slide, mpp=mpp)
             mpp = opened.mpp
         dims = tuple(opened.dimensions) if opened is not None else None
@@ -109,7 +108,6 @@ def tissue_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask."""
-    from mrseg.wsi.slide import Slide
     from mrseg.wsi.tissue import tissue_mask
 
     if not tissue_mpp > 0:

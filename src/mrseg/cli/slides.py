@@ -20,7 +20,10 @@ from mrseg.cli.options import (
     mpps_value,
     slide_mpp_option,
 )
+from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import ConfigError
+from mrseg.core.input_spec import InputSpec
+from mrseg.wsi.slide import Slide
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print a slide's size, pyramid levels with their mpp, vendor and associated images."""
-    from mrseg.wsi.slide import Slide
-
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
         facts = slide_facts(slide)
     if as_json:
@@ -86,10 +87,7 @@ def patch_command(
     """Write the concentric patches around one centre side by side, finer fields of view outlined."""
     from PIL import Image
 
-    from mrseg.core.atomic import atomic_path
-    from mrseg.core.input_spec import InputSpec
     from mrseg.wsi.concentric import concentric_figure, read_concentric
-    from mrseg.wsi.slide import Slide
 
     spec = InputSpec(mpps=mpps_value(ctx, mpps), size_px=size)
     if not all(math.isfinite(c) for c in center):
