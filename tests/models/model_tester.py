@@ -1,7 +1,8 @@
 """A tester base class run on tiny tensors for every registered architecture (as smp's tests do).
 
 Subclass :class:`ModelTester` in ``test_architectures.py`` with the architecture's ``name`` (and a
-``fuser`` for the architectures that take one); pytest collects the subclass (``Test...``) and runs every check below.
+``fuser`` for the architectures that take one, an ``encoder`` for a backbone: ``test_backbones.py``);
+pytest collects the subclass (``Test...``) and runs every check below.
 ``FINGERPRINT`` is the SHA-256 of the initial ``state_dict`` (names, shapes, values) under
 ``torch.manual_seed(0)`` at :attr:`ModelTester.tiny`: the guard that module construction order and
 parameter names, hence old checkpoints and the demo's results, do not change by accident.
@@ -60,11 +61,14 @@ class ModelTester:
     fuser: ClassVar[str] = DEFAULT_FUSER
     #: Branches J used by the checks (1 for the U-Net).
     j: ClassVar[int] = 3
+    #: The ``encoder`` option ("unet" or a timm backbone) and the smallest depth it takes.
+    encoder: ClassVar[str] = "unet"
+    min_depth: ClassVar[int] = 0
     #: Initial state_dict fingerprint of :meth:`tiny` under seed 0 (``None``: not pinned).
     FINGERPRINT: ClassVar[str | None] = None
 
     def build(self, j: int | None = None, **kwargs: Any) -> SegmentationModel:
-        options: dict[str, Any] = {"width": 2, "depth": 2, **kwargs}
+        options: dict[str, Any] = {"width": 2, "depth": 2, "encoder": self.encoder, **kwargs}
         if "fuser" in model_options(self.name):
             options["fuser"] = self.fuser
         return create_model(self.name, mpps=MPPS_BY_J[j or self.j], **options)
@@ -76,6 +80,8 @@ class ModelTester:
 
     @pytest.mark.parametrize(("depth", "classes", "size"), [(0, 1, 8), (1, 3, 16), (2, 2, 32)])
     def test_forward_shape(self, depth: int, classes: int, size: int) -> None:
+        if depth < self.min_depth:
+            pytest.skip(f"{self.encoder} has no stage of stride 2**{depth}")
         model = self.build(depth=depth, num_classes=classes).eval()
         assert size % model.required_multiple == 0
         with torch.no_grad():
@@ -130,7 +136,7 @@ class ModelTester:
 
     def test_one_branch_is_exactly_the_unet(self) -> None:
         torch.manual_seed(3)
-        unet = create_model("unet", mpps=[0.5], width=3, depth=2)
+        unet = create_model("unet", mpps=[0.5], width=3, depth=2, encoder=self.encoder)
         randomize_bn(unet)
         one = self.build(j=1, width=3, depth=2)
         assert list(one.state_dict()) == list(unet.state_dict())
@@ -141,7 +147,7 @@ class ModelTester:
 
     def test_traces_to_torchscript(self, tmp_path: Path) -> None:
         result = export_model(self.build(), tmp_path / "m.ts", format="torchscript", input_shape=(1, self.j, 3, 16, 16))
-        assert result.output_shape == (2, 1, 16, 16) and result.max_abs_diff <= 1e-5
+        assert result.output_shape == (3, 1, 16, 16) and result.max_abs_diff <= 1e-5
 
     def test_initial_weights_fingerprint(self) -> None:
         if self.FINGERPRINT is None:

@@ -49,7 +49,7 @@ def test_onnx_export_matches_with_dynamic_batch(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "m.onnx"
     result = export_checkpoint(ckpt_path, out, format="onnx")
     assert result.max_abs_diff <= 1e-4
-    assert result.input_shape == (1, 2, 3, 8, 8) and result.output_shape == (2, 2, 8, 8)
+    assert result.input_shape == (1, 2, 3, 8, 8) and result.output_shape == (3, 2, 8, 8)
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]  # no temp or external-data files
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     model = load_checkpoint(ckpt_path).build_model()

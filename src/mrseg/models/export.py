@@ -127,7 +127,8 @@ def export_model(
     format
         ``"onnx"`` (opset >= :data:`ONNX_OPSET`, dynamic batch axis) or ``"torchscript"`` (traced).
     input_shape
-        ``(N, J, C, H, W)`` of the example input; the check uses batch ``N + 1``.
+        ``(N, J, C, H, W)`` of the example input (traced with batch ``max(N, 2)``: ``torch.export``
+        specialises a batch of 1 in some backbones, e.g. ConvNeXt); the check uses one more.
     atol
         Largest accepted absolute difference between exported and PyTorch logits.
     seed
@@ -144,8 +145,9 @@ def export_model(
         _require_onnx()
     model = model.eval()
     g = torch.Generator().manual_seed(seed)
-    example = torch.randn(input_shape, generator=g)
-    check = torch.randn((input_shape[0] + 1, *input_shape[1:]), generator=g)
+    batch = max(int(input_shape[0]), 2)
+    example = torch.randn((batch, *input_shape[1:]), generator=g)
+    check = torch.randn((batch + 1, *input_shape[1:]), generator=g)
     with torch.no_grad():
         expected = model(check)
     out = Path(out)
