@@ -80,3 +80,16 @@ def test_export_errors(tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "c.pt", make_checkpoint(model, InputSpec((0.5,), 8)))
     result = runner.invoke(app, ["export", str(ckpt), "--format", "tflite", "--out", str(tmp_path / "m")])
     assert result.exit_code == 1 and "unknown --format" in result.output
+
+
+def test_models_per_j() -> None:
+    result = runner.invoke(
+        app, ["models", "--size", "32", "--mpps", "1", "2", "--width", "2", "--depth", "1", "--per-j", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["name"], r["encoder"], r["j"], r["mpps"]) for r in rows] == [
+        ("unet", "unet", 1, [1.0]),
+        ("mrn_bilinear", "unet", 2, [1.0, 2.0]),
+        ("mrn_transposed", "unet", 2, [1.0, 2.0]),
+    ]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from mrseg.cli.app import command
 from mrseg.cli.options import DEFAULT_PATCH_PX, MULTI_VALUE_ARGS, mpps_option, mpps_value
-from mrseg.core.errors import ConfigError
 
 
 @command("models", context_settings=MULTI_VALUE_ARGS)
@@ -18,48 +18,52 @@ def models_command(
     size: int = typer.Option(DEFAULT_PATCH_PX, "--size", help="Tile edge in pixels (at each patch's own mpp)."),
     mpps: list[str] = mpps_option("Input resolutions of the MRNs in microns per pixel (the U-Net takes the first)."),
     width: int = typer.Option(32, "--width", help="Base channels F (doubling per level)."),
-    depth: int = typer.Option(4, "--depth", help="Pooling levels D."),
+    depth: int = typer.Option(4, "--depth", help="Pooling levels D (with a backbone: deepest stage stride 2**D)."),
     classes: int = typer.Option(1, "--classes", help="Logit channels C."),
+    encoder: list[str] = typer.Option(
+        ["unet"], "--encoder", metavar="NAME", help="unet or a timm model name (needs the timm extra); repeatable."
+    ),
+    backbones: bool = typer.Option(
+        False, "--backbones", help="Every tested timm backbone and unet, for J = 1..len(--mpps) (J = 1: U-Net)."
+    ),
+    per_j: bool = typer.Option(False, "--per-j", help="One row per J = 1..len(--mpps) (J = 1: the U-Net)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """Parameters, GFLOPs and activation memory per tile of every architecture (U-Net at the finest mpp).
 
     GFLOPs = 2 x multiply-accumulates of all convolutions for one tile. "act MiB" sums the module
     outputs of one inference forward; "saved MiB" is what autograd keeps for backward in training
-    (both per sample, float32).
+    (both per sample, float32). Profiled on the meta device: no weights, no arithmetic.
     """
-    import torch
-
-    from mrseg.models import create_model, model_names
-    from mrseg.models.profile import profile_model
-    from mrseg.models.sizes import describe_valid_sizes
+    from mrseg.models.backbones import BACKBONES
+    from mrseg.models.profile import profile_catalog
 
     values = list(mpps_value(ctx, mpps))
-    models = {}
-    with torch.device("meta"):  # shapes only: profiling needs no weights
-        for name in model_names():
-            model_mpps = values[:1] if name == "unet" else values
-            models[name] = create_model(name, mpps=model_mpps, num_classes=classes, width=width, depth=depth)
-    strictest = max(models.values(), key=lambda m: m.required_multiple)
-    if size % strictest.required_multiple:
-        reason = describe_valid_sizes(strictest.required_multiple, size, depth, strictest.hparams["mpps"])
-        raise ConfigError(f"{strictest.hparams['name']}: {reason}")
-    rows = []
-    for model in models.values():
-        profile = profile_model(model, size)
-        rows.append({**profile.to_dict(), "mpps": model.hparams["mpps"], "size": size, "width": width, "depth": depth})
+    encoders = ("unet", *BACKBONES) if backbones else tuple(encoder)
+    rows = profile_catalog(
+        values, size, encoders=encoders, per_j=per_j or backbones, num_classes=classes, width=width, depth=depth
+    )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    _print_table(rows, f"mrseg models at {size} px, width {width}, depth {depth}, {classes} class(es)")
+
+
+def _print_table(rows: list[dict[str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"mrseg models at {size} px, width {width}, depth {depth}, {classes} class(es)")
-    for column in ("model", "mpps", "params (M)", "GFLOPs", "act MiB", "saved MiB", "input", "output"):
-        table.add_column(column, justify="left" if column in ("model", "mpps", "input", "output") else "right")
+    table = Table(title=title)
+    columns = ("model", "encoder", "J", "mpps", "params (M)", "GFLOPs", "act MiB", "saved MiB", "input", "output")
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("model", "encoder", "mpps", "input", "output") else "right"
+        )
     for row in rows:
         table.add_row(
             row["name"],
+            row["encoder"],
+            str(row["j"]),
             " ".join(f"{m:g}" for m in row["mpps"]),
             f"{row['params'] / 1e6:.2f}",
             f"{row['gflops']:.1f}",
@@ -70,7 +74,7 @@ def models_command(
         )
     console = Console()
     if not console.is_terminal:
-        console = Console(width=140)
+        console = Console(width=160)
     console.print(table)
 
 

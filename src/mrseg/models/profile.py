@@ -28,7 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mrseg.models.registry import create_model
+from mrseg.core.errors import ConfigError
+from mrseg.models.backbones import DEFAULT_ENCODER
+from mrseg.models.base import SegmentationModel
+from mrseg.models.registry import create_model, model_names, model_options
+from mrseg.models.sizes import describe_valid_sizes
 
 
 @dataclass(frozen=True)
@@ -169,3 +173,54 @@ def profile_model(model: nn.Module, size: int, name: str | None = None, *, devic
         input_shape=shape,
         output_shape=out_shape,
     )
+
+
+def catalog_models(
+    mpps: list[float], *, encoders: tuple[str, ...] = (DEFAULT_ENCODER,), per_j: bool = False, **options: Any
+) -> list[tuple[str, int, SegmentationModel]]:
+    """``(encoder, J, model)`` of every registered architecture over each encoder, on the ``meta`` device.
+
+    Without ``per_j``: every architecture at ``mpps`` (the U-Net at the finest one). With ``per_j``:
+    for J = 1..len(mpps) the first J resolutions, J = 1 as the U-Net (the one-branch MRN) and
+    J >= 2 as every other architecture. ``options`` (``width``, ``depth``, ``num_classes``) go to
+    :func:`create_model`; architectures without an ``encoder`` option are listed for ``"unet"`` only.
+    """
+    plan: list[tuple[str, int, str]] = []
+    for encoder in encoders:
+        names = [n for n in model_names() if encoder == DEFAULT_ENCODER or "encoder" in model_options(n)]
+        js = range(1, len(mpps) + 1) if per_j else [len(mpps)]
+        plan += [
+            (encoder, 1 if n == "unet" else j, n) for j in js for n in names if not per_j or (n == "unet") == (j == 1)
+        ]
+    with torch.device("meta"):  # shapes only: profiling needs no weights
+        return [(e, j, _build(n, mpps[:j], e, options)) for e, j, n in plan]
+
+
+def _build(name: str, mpps: list[float], encoder: str, options: dict[str, Any]) -> SegmentationModel:
+    extra = {"encoder": encoder} if "encoder" in model_options(name) else {}
+    return create_model(name, mpps=mpps, **extra, **options)
+
+
+def profile_catalog(
+    mpps: list[float], size: int, *, encoders: tuple[str, ...] = (DEFAULT_ENCODER,), per_j: bool = False,
+    **options: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One :class:`ModelProfile` row (a dict, plus encoder, J and mpps) per model of :func:`catalog_models`.
+
+    Raises
+    ------
+    ConfigError
+        ``size`` is not a multiple of a model's required multiple (names the model and sizes that work).
+    """
+    models = catalog_models(mpps, encoders=encoders, per_j=per_j, **options)
+    encoder, j, strictest = max(models, key=lambda row: row[2].required_multiple)
+    if size % strictest.required_multiple:
+        reason = describe_valid_sizes(
+            strictest.required_multiple, size, strictest.depth, strictest.mpps, min_depth=strictest.min_depth
+        )
+        raise ConfigError(f"{strictest.name} (encoder {encoder!r}, J = {j}): {reason}")
+    return [
+        {**profile_model(model, size).to_dict(), "encoder": e, "j": j, "mpps": model.hparams["mpps"], "size": size}
+        | options
+        for e, j, model in models
+    ]
