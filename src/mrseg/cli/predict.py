@@ -117,6 +117,9 @@ def predict_command(
     create_writers(settings.writers)  # unknown names: one error now, not one per slide
     if scheduler is None:
         resolve_device(device)  # the device must exist here (a remote cluster checks its own)
+    folders = [str(s) for s in slides if s.is_dir()]
+    if folders:
+        raise ConfigError(f"{', '.join(folders)}: is a directory, not a slide file (give the slide files)")
     missing = [str(s) for s in slides if not s.is_file()]
     if missing:
         raise ConfigError(f"slide(s) not found: {', '.join(missing)}")
@@ -127,6 +130,8 @@ def predict_command(
     done = sum(r.status == "done" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     log.info("%d slide(s) predicted, %d skipped (up to date), %d failed", done, skipped, len(failed))
+    if len(results) == 1 and failed:
+        raise MrsegError(str(failed[0].error))
     if failed:
         lines = "; ".join(f"{Path(r.slide).name}: {r.error}" for r in failed)
         raise MrsegError(f"{len(failed)} of {len(results)} slide(s) failed: {lines}")

@@ -84,7 +84,12 @@ MODEL_CACHE = ModelCache()
 
 
 def _failure(slide: str | Path, error: BaseException, t0: float) -> SlideResult:
-    message = str(error) if isinstance(error, MrsegError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, MrsegError):
+        message = str(error)
+    elif isinstance(error, OSError) and error.filename is not None:
+        message = f"{error.filename}: {error.strerror or error}"
+    else:
+        message = f"{type(error).__name__}: {error}"
     return SlideResult(str(slide), "failed", error=message, seconds=time.perf_counter() - t0)
 
 
@@ -113,8 +118,8 @@ def run_cached(
             progress=progress,
         )
     except Exception as error:  # reported per slide; the other slides go on
-        if not isinstance(error, MrsegError):
-            log.exception("%s: unexpected error", slide)
+        if not isinstance(error, MrsegError):  # the traceback is for --debug / -vv
+            log.debug("%s: unexpected error", slide, exc_info=True)
         result = _failure(slide, error, t0)
     result.model_loads = MODEL_CACHE.loads
     return result
@@ -167,6 +172,8 @@ def predict_slides(
     """
     slide_paths = [Path(s) for s in slides]
     _check_stems(slide_paths)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"{out_dir}: output folder exists and is not a folder")
     checkpoint_path = Path(checkpoint_path)
     load_checkpoint(checkpoint_path)  # validate before starting anything
     sha = file_sha256(checkpoint_path)
@@ -197,7 +204,7 @@ def _predict_local(
                     bar.update(task, completed=done, total=total)
 
             result = run_cached(checkpoint_path, sha, slide, out_dir, settings, overwrite, update)
-            if result.status == "failed":
+            if result.status == "failed" and len(slides) > 1:  # one slide: the caller's error says it
                 log.error("%s: failed: %s", slide.name, result.error)
             if bar is not None and task is not None:
                 bar.update(task, description=f"{slide.name} [{result.status}]")

@@ -41,7 +41,32 @@ log = logging.getLogger(__name__)
 #: Most level pixels a thumbnail read holds at once (it is read in bands of rows beyond that).
 THUMBNAIL_BAND_PIXELS = 1 << 25
 
-__all__ = ["THUMBNAIL_BAND_PIXELS", "ReadPlan", "Slide"]
+#: Most pixels one read (its output, and the level region it resamples) may have: 2**28 px are
+#: 768 MiB of RGB and about 3 GiB as the float32 the resampler works in. Larger requests are
+#: refused before anything is allocated.
+MAX_READ_PIXELS = 1 << 28
+
+__all__ = ["MAX_READ_PIXELS", "THUMBNAIL_BAND_PIXELS", "ReadPlan", "Slide", "check_read_size"]
+
+
+def check_read_size(
+    path: Path, size_px: Sequence[int], what: str, *, mpp: float | None = None, option: str = "a coarser resolution"
+) -> None:
+    """Raise :class:`SlideError` when ``size_px`` ``(width, height)`` has more than :data:`MAX_READ_PIXELS`.
+
+    The message names the file, ``what`` is read, its size in pixels and GiB (RGB) and, given the
+    ``mpp`` (µm/px) of the read, the coarsest ``option`` value that fits.
+    """
+    width, height = int(size_px[0]), int(size_px[1])
+    if width * height <= MAX_READ_PIXELS:
+        return
+    hint = "ask for fewer pixels or a coarser resolution"
+    if mpp is not None:
+        hint = f"use {option} of {mpp * math.sqrt(width * height / MAX_READ_PIXELS) * 1.01:.3g} µm/px or more"
+    raise SlideError(
+        f"{path}: {what} of {width}x{height} px ({width * height * 3 / 2**30:.1f} GiB) is larger than one read "
+        f"may be ({MAX_READ_PIXELS} px); {hint}"
+    )
 
 
 @dataclass(frozen=True)
@@ -236,6 +261,9 @@ class Slide:
     def read_box(self, box_l0: Sequence[float], size_px: int | Sequence[int]) -> np.ndarray:
         """Read ``box_l0`` (level-0 px, floats) into exactly ``size_px`` pixels: ``uint8 (H, W, 3)``."""
         plan = self.plan(box_l0, size_px)
+        check_read_size(self.path, plan.size_px, "a read")
+        region = plan.region
+        check_read_size(self.path, (region[2] - region[0], region[3] - region[1]), "the level region of a read")
         out = self.render(plan, self.read_level_region(plan.level, plan.region))
         if not (out.flags.writeable and out.flags.c_contiguous):
             out = out.copy()
@@ -260,6 +288,7 @@ class Slide:
             raise ValueError(f"mpp must be a positive number, got {mpp!r}")
         w0, h0 = self.dimensions
         width, height = max(1, round(w0 * self.mpp / mpp)), max(1, round(h0 * self.mpp / mpp))
+        check_read_size(self.path, (width, height), f"a thumbnail at {mpp:g} µm/px", mpp=mpp)
         plan = self.plan((0, 0, w0, h0), (width, height))
         ds = self.level_downsamples[plan.level]
         sy = h0 / height

@@ -39,6 +39,7 @@ from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import DataError
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.wsi.geometry import Box, ReadGrid, Size, sample_nearest, to_grid
+from mrseg.wsi.slide import check_read_size
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,10 @@ def tissue_mask(slide: ThumbnailSource, settings: TissueSettings | None = None) 
     """
     settings = settings or TissueSettings()
     mpp = settings.mpp
-    rgb = slide.thumbnail(mpp)
     w0, h0 = slide.dimensions
+    size = ReadGrid.covering((w0, h0), slide.mpp, mpp).size_px
+    check_read_size(slide.path, size, f"a tissue mask at {mpp:g} µm/px", mpp=mpp, option="a tissue mpp (--tissue-mpp)")
+    rgb = slide.thumbnail(mpp)
     effective_mpp = slide.mpp * w0 / rgb.shape[1]
     mask = detect_tissue(rgb, effective_mpp, settings)
     result = TissueMask(mask=mask, mpp=float(mpp), box_l0=(0.0, 0.0, float(w0), float(h0)), source=str(slide.path))
