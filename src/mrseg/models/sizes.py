@@ -80,7 +80,7 @@ def describe_valid_sizes(multiple: int, size: int, depth: int, mpps: Sequence[fl
     gammas = gammas_from_mpps(mpps)
     nearby = ", ".join(str(s) for s in valid_sizes(multiple, size))
     return (
-        f"input size {size} px is not a multiple of {multiple} = 2**depth ({2**depth}) * max gamma "
+        f"input size {size} px is not a multiple of {multiple} = 2**depth (2**{depth} = {2**depth}) * max gamma "
         f"({max(gammas)}, from mpps {list(mpps)}); sizes that work: {nearby}, ..."
     )
 

@@ -18,11 +18,13 @@ best-model tracking, checkpoints and the metrics row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,17 @@ from rich.progress import Progress, TaskID
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mrseg.core.atomic import sweep_stale
 from mrseg.core.errors import CheckpointError, ConfigError, MrsegError, SlideError
+from mrseg.core.locks import output_lock
 from mrseg.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mrseg.training import distributed as D
+from mrseg.training.budget import check_model_budget
 from mrseg.training.config import Config, apply_overrides, config_from_dict, diff_configs
 from mrseg.training.epoch import StepHook, make_loader, progress_bars, stop_workers, train_steps, validate
 from mrseg.training.interrupt import StopFlag, TrainingInterrupted, worker_error
 from mrseg.training.losses import l2_penalty
-from mrseg.training.runlog import EpochMetrics, RunLog
+from mrseg.training.runlog import METRICS_FILE, EpochMetrics, RunLog
 from mrseg.training.sampling import EpochSampler, PatchDataset, load_datasets
 from mrseg.training.state import RunState, build_model, seed_everything, start_run
 
@@ -141,7 +146,11 @@ def train(
     ctx = D.init_distributed(device)
     threads = torch.get_num_threads()  # train.num_threads applies to this run only
     try:
-        return _train(config, out, ctx, resume=resume, progress=progress, on_step=on_step)
+        if not resume:
+            _checkpoint_to_resume(config, out, resume=False)  # refused before the lock: nothing is written
+        check_model_budget(config, ctx.device)  # before any lock is taken, slide opened or weight allocated
+        with _run_lock(out, ctx):
+            return _train(config, out, ctx, resume=resume, progress=progress, on_step=on_step)
     finally:
         torch.set_num_threads(threads)
         if owns_group:
@@ -156,7 +165,7 @@ def _train(
     seed_everything(t.seed, deterministic=t.deterministic)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    ckpt = _checkpoint_to_resume(config, out, resume)
+    ckpt = _checkpoint_to_resume(config, out, resume)  # again, under the lock
     train_ds, val_ds = _prepare_data(config, ctx)
     run = start_run(config, ctx, ckpt)
     if ckpt is not None:
@@ -176,11 +185,25 @@ def _train(
     return TrainResult(out, run.completed, run.best_epoch, run.best_val_loss, run.stop_reason, run.raw_model)
 
 
+@contextlib.contextmanager
+def _run_lock(out: Path, ctx: D.DistContext) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock (beside it, ``.<name>.lock``) and sweeps its stale temporary files."""
+    if not ctx.is_main:
+        yield
+        return
+    where = out.absolute()
+    with output_lock(where.parent / f".{where.name}.lock", f"run folder {out}"):
+        sweep_stale(out)
+        yield
+
+
 def _checkpoint_to_resume(config: Config, out: Path, resume: bool) -> Checkpoint | None:
     """``out/last.pt`` when resuming (its model must be the config's); refuse to overwrite a run otherwise."""
     if not resume:
-        if (out / LAST).exists():
-            raise ConfigError(f"{out}: already holds a run (last.pt); use --resume or another --out folder")
+        taken = [name for name in (LAST, BEST, CONFIG_FILE, METRICS_FILE) if (out / name).exists()]
+        if taken:
+            what = "a run (last.pt)" if LAST in taken else f"{', '.join(taken)}, not written by a run of mrseg train"
+            raise ConfigError(f"{out}: already holds {what}; use --resume for a run, or another --out folder")
         return None
     ckpt = load_checkpoint(out / LAST)
     if ckpt.config is None or ckpt.config.get("model") != config.to_dict()["model"]:
