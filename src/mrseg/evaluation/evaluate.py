@@ -33,7 +33,7 @@ from typing import Any
 from mrseg.evaluation.maps import SlideMaps
 from mrseg.evaluation.panel import write_panel
 from mrseg.evaluation.plan import EvaluationPlan, plan_evaluation
-from mrseg.evaluation.report import build_result, write_outputs
+from mrseg.evaluation.report import build_result, check_report_folder, write_outputs
 from mrseg.evaluation.scores import Scores
 from mrseg.evaluation.settings import EvaluateSettings
 from mrseg.evaluation.truth import open_truth
@@ -118,6 +118,7 @@ def evaluate(
     """
     settings = replace(settings or EvaluateSettings(), **changes)
     out_dir = Path(out_dir)
+    check_report_folder(out_dir)
     plan = plan_evaluation(preds, truth, settings)
     pooled = {name: Scores.empty(plan) for name in plan.models}
     per_slide: dict[str, dict[str, Scores]] = {name: {} for name in plan.models}

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.core.atomic import atomic_write_text
+from mrseg.core.errors import ConfigError
+from mrseg.core.prediction_record import load_record_json
 from mrseg.evaluation.metrics import MACRO_METRICS
 from mrseg.evaluation.plan import EvaluationPlan
 from mrseg.evaluation.plots import plot_class_rocs, plot_confusion, plot_roc
@@ -82,6 +84,30 @@ def _model_result(pooled: Scores, per_slide: Mapping[str, Scores], stems: list[s
 def _class_summary(scores: Scores) -> dict[str, Any]:
     assert scores.classes is not None  # multi-class plans give every Scores its ClassMetrics
     return scores.classes.summary()
+
+
+#: The files of a report that a new evaluation replaces.
+REPORT_FILES = ("metrics.json", "metrics.csv")
+
+
+def check_report_folder(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` whose ``metrics.json``/``metrics.csv`` an evaluation did not write.
+
+    They would be replaced.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file.
+    """
+    document = load_record_json(out_dir / "metrics.json")
+    ours = document is not None and isinstance(document.get("models"), dict)
+    for name in REPORT_FILES:
+        if (out_dir / name).exists() and not ours:
+            raise ConfigError(
+                f"{out_dir / name}: exists and is not part of an mrseg evaluate report (no metrics.json of one "
+                "beside it); it will not be replaced: choose another --out"
+            )
 
 
 def write_outputs(out_dir: Path, result: Mapping[str, Any], plan: EvaluationPlan, pooled: Mapping[str, Scores]) -> None:
@@ -154,4 +180,4 @@ def _fmt(value: float) -> str:
     return "nan" if value != value else f"{value:.6g}"
 
 
-__all__ = ["CSV_COLUMNS", "build_result", "metrics_csv", "write_outputs"]
+__all__ = ["CSV_COLUMNS", "REPORT_FILES", "build_result", "check_report_folder", "metrics_csv", "write_outputs"]
