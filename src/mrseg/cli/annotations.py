@@ -31,7 +31,7 @@ def annotations_command(
 ) -> None:
     """Summarise an annotation file: counts per group/label, areas (mm^2 when mpp is known), bounding box."""
     from mrseg.wsi.annotations import load_annotations
-    from mrseg.wsi.annotations.stats import summarize, write_overlay
+    from mrseg.wsi.annotations.stats import summarize, warn_outside, write_overlay
 
     if slide_mpp is not None and not slide_mpp > 0:
         raise MrsegError(f"--slide-mpp must be positive, got {slide_mpp}")
@@ -47,6 +47,7 @@ def annotations_command(
         with load_annotations(file, slide_dimensions=dims) as ann:  # type: ignore[arg-type]
             summary = summarize(ann, mpp)
             if opened is not None:
+                summary["outside_fraction"] = warn_outside(ann, opened.dimensions, opened.path)
                 target = overlay if overlay is not None else Path.cwd() / f"{file.stem}.overlay.png"
                 summary["overlay"] = str(write_overlay(ann, opened, target))
     finally:
@@ -108,10 +109,12 @@ def tissue_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask."""
-    from mrseg.wsi.tissue import tissue_mask
+    from mrseg.wsi.tissue import check_mask_suffix, tissue_mask
 
     if not tissue_mpp > 0:
         raise MrsegError(f"--tissue-mpp must be positive, got {tissue_mpp}")
+    if out is not None:
+        check_mask_suffix(out)
     with Slide.open(slide, mpp=slide_mpp) as opened:
         tm = tissue_mask(opened, replace(_TISSUE, mpp=tissue_mpp))
     result: dict[str, Any] = {
