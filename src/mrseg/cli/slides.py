@@ -20,7 +20,7 @@ from mrseg.cli.options import (
     mpps_value,
     slide_mpp_option,
 )
-from mrseg.core.atomic import atomic_path
+from mrseg.core.atomic import atomic_path, check_not_input
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.wsi.slide import Slide
@@ -92,7 +92,17 @@ def patch_command(
     spec = InputSpec(mpps=mpps_value(ctx, mpps), size_px=size)
     if not all(math.isfinite(c) for c in center):
         raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
+    check_not_input(out, slide_path)
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
+        w0, h0 = slide.dimensions
+        if not (0 <= center[0] < w0 and 0 <= center[1] < h0):
+            log.warning(
+                "%s: centre %g, %g lies outside the slide (%dx%d level-0 px): the patches show glass",
+                slide_path,
+                *center,
+                w0,
+                h0,
+            )
         patches = read_concentric(slide, center, spec)
     figure = concentric_figure(patches, spec.mpps)
     with atomic_path(out) as tmp:

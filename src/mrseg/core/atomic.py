@@ -50,7 +50,8 @@ def atomic_path(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
     Raises
     ------
     IsADirectoryError, NotADirectoryError
-        A file output whose ``dest`` is a folder, or a folder output whose ``dest`` is a file.
+        A file output whose ``dest`` is a folder, a folder output whose ``dest`` is a file, or a
+        ``dest`` below a file.
     ConfigError
         ``dest`` is a symbolic link (an output is never written through one).
     """
@@ -61,6 +62,9 @@ def atomic_path(dest: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
         raise IsADirectoryError(21, "Is a directory", str(dest))
     if is_dir and dest.exists() and not dest.is_dir():
         raise NotADirectoryError(20, "Not a directory", str(dest))
+    blocking = next((p for p in dest.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:  # mkdir would say "exists", which hides the reason
+        raise NotADirectoryError(20, "Not a directory", str(blocking))
     dest.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=dest.suffix, dir=dest.parent))

@@ -60,8 +60,9 @@ def output_lock(lock_path: str | os.PathLike[str], what: str) -> Iterator[Path]:
             f"{what} is in use by {_holder(info)}: wait for that run to finish or choose another output"
         ) from None
     try:
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv), "started": time.time()}
-        info.write_text(json.dumps(record))
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "started": time.time()}
+        info.write_text(json.dumps(holder))
         yield path
     finally:
         with contextlib.suppress(OSError):

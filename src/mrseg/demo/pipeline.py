@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.core.device import resolve_device
-from mrseg.demo.cache import StageRecord, StageRunner
+from mrseg.core.errors import ConfigError
+from mrseg.core.locks import output_lock
+from mrseg.demo.cache import STAGE_DIR, StageRecord, StageRunner
 from mrseg.demo.report import write_report
 from mrseg.demo.results import build_results
 from mrseg.demo.settings import DemoSettings, default_settings
@@ -87,7 +89,33 @@ def run_demo(
     """
     settings = settings or default_settings()
     root = Path(out_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    check_demo_folder(root)
+    with output_lock(root.parent / f".{root.name}.lock", f"demo folder {out_dir}"):
+        (root / STAGE_DIR).mkdir(parents=True, exist_ok=True)  # marks the folder as a demo's
+        return _run_stages(root, settings, fresh, progress)
+
+
+def check_demo_folder(root: Path) -> None:
+    """Refuse a ``root`` that is a file, or a non-empty folder without ``.stages``.
+
+    Such a folder is not a demo's: the stages would replace its files.
+
+    Raises
+    ------
+    ConfigError
+        Naming the folder.
+    """
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root}: demo folder exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / STAGE_DIR).is_dir():
+        raise ConfigError(
+            f"{root}: not a demo folder (no {STAGE_DIR}/) and not empty; the demo writes only into an empty "
+            "folder or one of its own: choose another --out"
+        )
+
+
+def _run_stages(root: Path, settings: DemoSettings, fresh: bool, progress: bool) -> DemoResult:
+    """Every stage of :func:`run_demo` in ``root`` (held under its lock)."""
     t_start = time.perf_counter()
     device = str(resolve_device(settings.device))
     run = DemoRun(root, settings, StageRunner(root, fresh), device, settings.model_specs(), progress)
@@ -122,4 +150,4 @@ def report_stage(
     return DemoResult(run.root, results, html, md, run.runner.records)
 
 
-__all__ = ["DemoResult", "report_stage", "run_demo"]
+__all__ = ["DemoResult", "check_demo_folder", "report_stage", "run_demo"]

@@ -229,7 +229,9 @@ def commit(scratch: Path, out_dir: Path, names: dict[str, str], stem: str) -> No
         if key != "record":
             fsync_file(scratch / name)
             os.replace(scratch / name, out_dir / name)
-    old_outputs = old.get("outputs") if isinstance(old.get("outputs"), dict) else {}
+    old_outputs = old.get("outputs")
+    if not isinstance(old_outputs, dict):
+        old_outputs = {}
     for name in set(map(str, old_outputs.values())) - set(names.values()):
         remove(out_dir / name)
     fsync_file(scratch / names["record"])

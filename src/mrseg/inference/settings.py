@@ -122,7 +122,8 @@ class PredictSettings:
         for name in ("tissue_mpp", "slide_mpp", "out_mpp"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive number of microns per pixel, got {value!r}")
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{name} ({flag}) must be a positive number of microns per pixel, got {value!r}")
         if isinstance(self.writers, str) or not all(isinstance(w, str) and w for w in self.writers):
             raise ConfigError(f"writers must be a sequence of writer names, got {self.writers!r}")
         object.__setattr__(self, "writers", tuple(dict.fromkeys(self.writers)))
