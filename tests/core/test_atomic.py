@@ -48,7 +48,7 @@ def test_only_a_commands_own_folder_may_be_replaced(
         (real / "synth.json").unlink()
     if where == "symlink":
         dest.symlink_to(real, target_is_directory=True)
-    with pytest.raises(ConfigError, match="working directory|no synth.json|symbolic link"):
+    with pytest.raises(ConfigError, match=r"working directory|no synth\.json|symbolic link"):
         check_replaceable(dest, "synth.json", "mrseg synth")
     assert (real / "keep.txt").read_text() == "keep"
 

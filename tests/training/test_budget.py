@@ -22,7 +22,7 @@ def test_the_estimate_counts_parameters_and_grows_with_the_batch() -> None:
 
 
 def test_a_patch_size_the_network_cannot_take_is_refused() -> None:
-    with pytest.raises(ModelConfigError, match="patch_size.*sizes that work"):
+    with pytest.raises(ModelConfigError, match=r"patch_size.*sizes that work"):
         estimate_budget(_config("model.patch_size=100"))
 
 
