@@ -83,13 +83,30 @@ def test_atomic_writes_are_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len(synced) >= 2  # the file, then its folder
 
 
+def _mount_tmpfs(disk: Path, options: str) -> None:
+    disk.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_read_only_file_system_is_one_line(tmp_path: Path) -> None:
+    disk = tmp_path / "ro"
+    _mount_tmpfs(disk, "ro,size=64k")
+    try:
+        with pytest.raises(OSError) as raised:
+            atomic_write_text(disk / "record.json", "{}")
+        assert raised.value.errno == errno.EROFS
+        assert error_line(raised.value, "synth").endswith("read-only file system: cannot write it (mrseg synth)")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_a_full_disk_leaves_the_old_file_and_one_line(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    _mount_tmpfs(disk, "size=64k")
     try:
         dest = atomic_write_text(disk / "record.json", "old")
         with pytest.raises(OSError) as raised:
