@@ -302,6 +302,9 @@ CASES: list[Case] = [
         setup=lambda t: (t / "file.txt").write_text("x"),
     ),
     Case("patch-out-is-slide", "patch {T}/s.tif --center 9 9 --out {T}/s.tif", "input"),
+    Case(
+        "patch-center-outside", f"patch {S} --center 5000 -40 --out {{T}}/p.png", "outside", code=0, outputs=("p.png",)
+    ),
     # annotations: malformed, hostile and out-of-slide files
     Case("ann-missing", "annotations {F}/nothing.geojson", "not found|No such file"),
     Case("ann-deep", "annotations {F}/deep.geojson", "nest|deep"),
