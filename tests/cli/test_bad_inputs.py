@@ -22,7 +22,7 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +188,17 @@ def _training_data(folder: Path) -> None:
     (folder / "bad.yaml").write_text("model: [unclosed\n")
     (folder / "run_taken").mkdir()
     (folder / "run_taken" / "metrics.csv").write_text("epoch,mine\n")
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_state() -> Iterator[None]:
+    """Train cases switch on deterministic algorithms for their run; later tests of the session must not see it."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
