@@ -3,9 +3,11 @@ predictions whose map values encode theirs, with records written as ``mrseg pred
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -96,3 +98,15 @@ def make_scene(root: Path) -> Scene:
         maps[name] = (values, map_mpp)
         preds[name] = root / "preds" / name
     return Scene(root, slide, preds, truth_xml(root / "s1.xml"), maps)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_backend() -> ModuleType:
+    """The in-tree build backend (``build_backend/mrseg_build.py``), which fetches OpenSeadragon."""
+    spec = importlib.util.spec_from_file_location("mrseg_build", ROOT / "build_backend" / "mrseg_build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

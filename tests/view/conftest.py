@@ -1,4 +1,4 @@
-"""Fixtures of the viewer tests: a scene (:mod:`view_scenes`) and a viewer serving it."""
+"""Fixtures of the viewer tests: OpenSeadragon in place, a scene (:mod:`view_scenes`) and a viewer serving it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from mrseg.view.server import ViewServer
-from view_scenes import Scene, make_scene
+from view_scenes import Scene, build_backend, make_scene
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openseadragon() -> None:
+    """What ``pip install`` does: fetch the pinned OpenSeadragon into the package when it is not there yet
+    (a source tree used through ``PYTHONPATH``); nothing when it is."""
+    build_backend().fetch_openseadragon()
 
 
 @pytest.fixture(scope="module")
