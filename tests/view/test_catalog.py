@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from mrseg.core.errors import AnnotationError, ConfigError, DataError, MrsegError, SlideError
 from mrseg.core.label_spec import LabelSpec
+from mrseg.demo.viewer import view_command
 from mrseg.view.catalog import as_id, build_catalog, parse_predictions
 from mrseg.wsi.tiff import write_pyramidal_tiff
 from view_scenes import SLIDE_H, SLIDE_W, map_values, truth_xml, write_prediction, write_slide
@@ -115,3 +117,21 @@ def test_bad_truth_is_an_error(tmp_path: Path) -> None:
 def test_ids_hold_only_safe_characters() -> None:
     assert as_id("test 001 (HE)") == "test-001--HE" and as_id("../..") == "slide" and as_id("a.b_c-d") == "a.b_c-d"
     assert json.dumps(as_id("é")) == '"slide"'
+
+
+def test_the_demos_view_command_opens_its_test_slides_with_every_model(tmp_path: Path) -> None:
+    test = tmp_path / "demo" / "data" / "test"
+    slide = write_slide((test / "slides").mkdir(parents=True) or test / "slides" / "test_000.tif")
+    truth_xml((test / "annotations").mkdir() or test / "annotations" / "test_000.xml")
+    (test / "manifest.csv").write_text("slide,annotation\nslides/test_000.tif,annotations/test_000.xml\n")
+    models = ["unet_0.5", "mrn_bilinear"]
+    for key in models:
+        write_prediction(tmp_path / "demo" / "preds" / "test" / key, slide, map_values((150, 250)), 2.0)
+    words = shlex.split(view_command(tmp_path / "demo", models))
+    assert words[:2] == ["mrseg", "view"]
+    preds = parse_predictions([w for i, w in enumerate(words) if i and words[i - 1] == "--pred"])
+    catalog = build_catalog(words[2], preds, words[words.index("--truth") + 1])
+    try:
+        assert list(catalog.slides["test_000"].layers) == models and catalog.slides["test_000"].truth is not None
+    finally:
+        catalog.close()
