@@ -21,12 +21,14 @@ are sent with a long private cache lifetime: their URLs carry a version token of
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -113,9 +115,12 @@ def create_app(viewer: Viewer, assets: Assets) -> Starlette:
         xml = viewer.dzi(request.path_params["slide"], "jpeg")
         return Response(xml, media_type="application/xml", headers={"Cache-Control": NO_CACHE})
 
-    def slide_tile(request: Request) -> Response:
-        p = request.path_params
-        return _tile(viewer.slide_tile(p["slide"], p["level"], p["col"], p["row"]), "image/jpeg")
+    async def slide_tile(request: Request) -> Response:
+        args = tuple(request.path_params[k] for k in ("slide", "level", "col", "row"))
+        data = viewer.cache.get(viewer.slide_tile_key(*args))  # a hit needs no worker thread
+        if data is None:
+            data = await run_in_threadpool(viewer.slide_tile, *args)
+        return _tile(data, "image/jpeg")
 
     def overlay_dzi(request: Request) -> Response:
         p = request.path_params
@@ -123,10 +128,13 @@ def create_app(viewer: Viewer, assets: Assets) -> Starlette:
         xml = viewer.dzi(p["slide"], "png")
         return Response(xml, media_type="application/xml", headers={"Cache-Control": NO_CACHE})
 
-    def overlay_tile(request: Request) -> Response:
+    async def overlay_tile(request: Request) -> Response:
         p = request.path_params
         t = round(_float(request, "threshold", float(DEFAULTS["threshold"]), 0.0, 1.0), 3)
-        data = viewer.overlay_tile(p["slide"], p["pred"], p["map"], p["level"], p["col"], p["row"], _cmap(request), t)
+        args = (p["slide"], p["pred"], p["map"], p["level"], p["col"], p["row"], _cmap(request), t)
+        data = viewer.cache.get(viewer.overlay_tile_key(*args))
+        if data is None:
+            data = await run_in_threadpool(viewer.overlay_tile, *args)
         return _tile(data, "image/png")
 
     routes = [
@@ -147,12 +155,14 @@ def create_app(viewer: Viewer, assets: Assets) -> Starlette:
     return Starlette(routes=[Route(r.path, _guarded(r.endpoint), methods=["GET"]) for r in routes])
 
 
-def _guarded(endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """``endpoint`` with :class:`NotFound` answered as 404 (a plain sync function: Starlette runs it in a thread)."""
+def _guarded(endpoint: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint`` with :class:`NotFound` answered as 404; plain functions run in a worker thread (they read files)."""
 
-    def handle(request: Request) -> Response:
+    async def handle(request: Request) -> Response:
         try:
-            return endpoint(request)
+            if inspect.iscoroutinefunction(endpoint):
+                return await endpoint(request)  # type: ignore[no-any-return]
+            return await run_in_threadpool(endpoint, request)  # type: ignore[no-any-return]
         except NotFound as error:
             raise HTTPException(404, str(error)) from None
 

@@ -134,6 +134,18 @@ class Viewer:
         return self.slide(slide_id).grid.dzi_xml(image_format)
 
     # -- tiles -----------------------------------------------------------------------------------
+    @staticmethod
+    def slide_tile_key(slide_id: str, level: int, col: int, row: int) -> tuple[Any, ...]:
+        """The tile cache's key of a slide tile (the web layer looks cache hits up without a thread)."""
+        return ("slide", slide_id, level, col, row)
+
+    @staticmethod
+    def overlay_tile_key(
+        slide_id: str, pred_id: str, key: str, level: int, col: int, row: int, cmap: str, threshold: float
+    ) -> tuple[Any, ...]:
+        """The tile cache's key of an overlay tile."""
+        return ("overlay", slide_id, pred_id, key, level, col, row, cmap, threshold)
+
     def slide_tile(self, slide_id: str, level: int, col: int, row: int) -> bytes:
         """JPEG of Deep Zoom tile ``(level, col, row)`` of a slide."""
         slide = self.slide(slide_id)
@@ -144,7 +156,7 @@ class Viewer:
                 pixels = handle.read_box(grid.box_l0, grid.size_px)
             return jpeg_bytes(pixels)
 
-        return self.cache.get_or_make(("slide", slide_id, level, col, row), make)
+        return self.cache.get_or_make(self.slide_tile_key(slide_id, level, col, row), make)
 
     def overlay_tile(
         self, slide_id: str, pred_id: str, key: str, level: int, col: int, row: int, cmap: str, threshold: float
@@ -160,7 +172,8 @@ class Viewer:
                 encoding = raster.encoding
             return overlay_png(values, encoding, cmap, threshold)
 
-        return self.cache.get_or_make(("overlay", slide_id, pred_id, key, level, col, row, cmap, threshold), make)
+        cache_key = self.overlay_tile_key(slide_id, pred_id, key, level, col, row, cmap, threshold)
+        return self.cache.get_or_make(cache_key, make)
 
     def thumbnail(self, slide_id: str) -> bytes:
         """JPEG of the whole slide, longest side :data:`THUMBNAIL_PX`."""
