@@ -1,4 +1,7 @@
-"""``mrseg view``: slides, probability maps and annotations in the browser (thin wrapper of :mod:`mrseg.view`)."""
+"""``mrseg view``: slides, probability maps and annotations in the browser (a thin layer over :mod:`mrseg.view`).
+
+Every option's default is the library's (:mod:`mrseg.view.settings`, :func:`mrseg.view.catalog.build_catalog`).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +10,30 @@ from pathlib import Path
 
 import typer
 
-from mrseg.cli.app import app
+from mrseg.cli.app import command
+from mrseg.cli.options import backend_option, slide_mpp_option
+from mrseg.core.errors import ConfigError
+from mrseg.view.settings import DEFAULT_CACHE_MB, DEFAULT_HOST, DEFAULT_PORT
 
 log = logging.getLogger("mrseg.cli")
 
 
-@app.command("view")
+@command("view")
 def view_command(
-    source: Path = typer.Argument(..., help="A slide, or a folder of slides (a manifest's slides and annotations)."),
+    source: Path = typer.Argument(
+        ..., metavar="SLIDE|FOLDER", help="A slide, or a folder of slides (a manifest's slides and annotations)."
+    ),
     pred: list[str] | None = typer.Option(
-        None, "--pred", metavar="NAME=DIR", help="Prediction folder of mrseg predict (NAME=DIR or DIR); repeatable."
+        None, "--pred", metavar="[NAME=]DIR", help="Prediction folder of mrseg predict, or NAME=DIR; repeatable."
     ),
     truth: Path | None = typer.Option(
         None, "--truth", help="Ground truth: a file (one slide), or a folder of files named after the slides."
     ),
-    slide_mpp: float | None = typer.Option(
-        None, "--slide-mpp", help="Microns per level-0 pixel of the slides (overrides their metadata)."
-    ),
-    backend: str = typer.Option("auto", "--backend", help="Slide backend: auto, openslide, tiffslide..."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
-    port: int = typer.Option(0, "--port", help="Port to listen on (0: a free one)."),
-    cache_mb: float = typer.Option(256, "--cache-mb", help="Tile cache size in MiB."),
+    slide_mpp: float | None = slide_mpp_option(),
+    backend: str = backend_option(),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port to listen on (0: a free one)."),
+    cache_mb: float = typer.Option(DEFAULT_CACHE_MB, "--cache-mb", help="Tile cache size in MiB."),
     open_browser: bool = typer.Option(False, "--open", help="Open the viewer in the default web browser."),
 ) -> None:
     """Serve slides with their predictions and ground truth to a web browser; prints the URL. Ctrl-C stops it.
@@ -39,8 +45,8 @@ def view_command(
     """
     import webbrowser
 
-    from mrseg.core.errors import ConfigError
-    from mrseg.view import ViewServer, build_catalog, parse_predictions
+    from mrseg.view.catalog import build_catalog, parse_predictions
+    from mrseg.view.server import ViewServer
 
     if slide_mpp is not None and not slide_mpp > 0:
         raise ConfigError(f"--slide-mpp must be positive, got {slide_mpp}")

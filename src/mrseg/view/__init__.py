@@ -12,16 +12,13 @@ records through :mod:`mrseg.core.prediction_record`, maps as TIFFs, annotations 
 - :mod:`~mrseg.view.pool`: handle pools and the bounded tile cache;
 - :mod:`~mrseg.view.service`: the answers by id; :mod:`~mrseg.view.app`: their routes (Starlette);
 - :mod:`~mrseg.view.server`: binding and serving (uvicorn); :mod:`~mrseg.view.assets`: the front end;
-- :mod:`~mrseg.view.browser`: headless Chromium driving the viewer (tests, screenshots; needs selenium).
+- :mod:`~mrseg.view.browser`: headless Chromium driving the viewer (tests, screenshots; needs selenium);
+- :mod:`~mrseg.view.settings`: the defaults (host, port, cache), light enough for the CLI.
 
 Example
 -------
+>>> from mrseg.view.catalog import build_catalog                                  # doctest: +SKIP
+>>> from mrseg.view.server import ViewServer                                      # doctest: +SKIP
 >>> catalog = build_catalog("slides/", {"mrn": "preds/mrn"}, "annotations/")  # doctest: +SKIP
 >>> server = ViewServer(catalog, port=0); print(server.url); server.serve()      # doctest: +SKIP
 """
-
-from mrseg.view.catalog import Catalog, build_catalog, parse_predictions
-from mrseg.view.server import ViewServer
-from mrseg.view.service import Viewer
-
-__all__ = ["Catalog", "ViewServer", "Viewer", "build_catalog", "parse_predictions"]

@@ -19,12 +19,10 @@ from mrseg.view.app import create_app
 from mrseg.view.assets import Assets, load_assets
 from mrseg.view.catalog import Catalog
 from mrseg.view.service import Viewer
+from mrseg.view.settings import DEFAULT_CACHE_MB, DEFAULT_HOST, DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-#: Default tile-cache budget in MiB.
-DEFAULT_CACHE_MB = 256
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -76,7 +74,7 @@ class ViewServer:
         self,
         catalog: Catalog,
         host: str = DEFAULT_HOST,
-        port: int = 0,
+        port: int = DEFAULT_PORT,
         *,
         cache_mb: float = DEFAULT_CACHE_MB,
         assets: Assets | None = None,
@@ -122,4 +120,4 @@ class ViewServer:
         return thread
 
 
-__all__ = ["DEFAULT_CACHE_MB", "DEFAULT_HOST", "ViewServer", "bind"]
+__all__ = ["ViewServer", "bind"]
