@@ -1,16 +1,5 @@
 """ASAP XML of the synthetic slides (the CAMELYON16/17 annotation format), by :mod:`mrseg.wsi.annotations.asap_xml`.
 
-Layout written::
-
-    <ASAP_Annotations>
-      <Annotations>
-        <Annotation Name="Annotation 0" Type="Polygon" PartOfGroup="_0" Color="#F4FA58">
-          <Coordinates><Coordinate Order="0" X="..." Y="..."/>...</Coordinates>
-        </Annotation>
-      </Annotations>
-      <AnnotationGroups><Group Name="_0" PartOfGroup="None" Color="#FF0000"><Attributes/></Group>...
-    </ASAP_Annotations>
-
 Coordinates are level-0 pixels in the continuous frame of ``docs/architecture.md`` (pixel ``(i, j)``
 covers ``[i, i+1) x [j, j+1)``). Binary labels: positive regions go to group ``_0``, regions cut out
 of them (lumens inside tumour nests) to group ``_2``, as in CAMELYON. Multi-class labels: groups
