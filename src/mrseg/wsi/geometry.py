@@ -372,6 +372,7 @@ def sample_nearest(raster: Any, raster_grid: ReadGrid, target: ReadGrid, *, fill
     c_sel = cols[ok_c]
     c0, c1 = int(c_sel.min()), int(c_sel.max()) + 1  # only the columns the target needs are read
     step = max(1, SAMPLE_STRIP_PIXELS // (c1 - c0))  # raster rows per read
+    out_cols = np.flatnonzero(ok_c)
     start = 0
     while start < inside.size:
         r0 = int(rows[inside[start]])
@@ -380,6 +381,15 @@ def sample_nearest(raster: Any, raster_grid: ReadGrid, target: ReadGrid, *, fill
         v = inside[start:stop]
         r1 = int(rows[v[-1]]) + 1
         strip = np.asarray(raster[r0:r1, c0:c1])
-        out[np.ix_(v, np.flatnonzero(ok_c))] = strip[np.ix_(rows[v] - r0, c_sel - c0)]
+        # two 1-D takes, not one 2-D fancy index: ~10x faster on wide targets
+        values = strip.take(rows[v] - r0, axis=0).take(c_sel - c0, axis=1)
+        out[_block(v, out_cols)] = values
         start = stop
     return out
+
+
+def _block(rows: np.ndarray, cols: np.ndarray) -> Any:
+    """Index of the ``rows x cols`` block of an array: slices when both are contiguous ranges, else ``np.ix_``."""
+    if rows[-1] - rows[0] + 1 == rows.size and cols[-1] - cols[0] + 1 == cols.size:
+        return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    return np.ix_(rows, cols)
