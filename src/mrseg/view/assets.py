@@ -1,10 +1,11 @@
 """The viewer's front end: its own page, script and style, and OpenSeadragon, read into memory once.
 
-``static/`` holds ``index.html`` (the slide list), ``viewer.html``, ``viewer.js``, ``viewer.css`` and
-``openseadragon/`` (the deep-zoom library; not in the repository: the build backend
-``build_backend/mrseg_build.py`` fetches the pinned release from the npm registry when mrseg is
-installed, with its licence, and stamps it in ``openseadragon/openseadragon.json``). The server
-answers ``/static/<name>`` from the dictionary read here: a URL names a key, never a path.
+``static/`` holds ``index.html`` (the slide list), ``viewer.html``, ``viewer.js`` (panes and controls),
+``vectors.js`` (outlines, scale bar, probe), ``viewer.css`` and ``openseadragon/`` (the deep-zoom
+library; not in the repository: the build backend ``build_backend/mrseg_build.py`` fetches the pinned
+release from the npm registry when mrseg is installed, with its licence, and stamps it in
+``openseadragon/openseadragon.json``). The server answers ``/static/<name>`` from the dictionary read
+here: a URL names a key, never a path.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ STATIC = Path(__file__).resolve().parent / "static"
 #: The stamp the build backend writes beside OpenSeadragon.
 OSD_STAMP = "openseadragon/openseadragon.json"
 #: Files the pages cannot work without.
-REQUIRED = ("index.html", "viewer.html", "viewer.js", "viewer.css", "openseadragon/openseadragon.min.js", OSD_STAMP)
+REQUIRED = (
+    "index.html",
+    "viewer.html",
+    "viewer.js",
+    "vectors.js",
+    "viewer.css",
+    "openseadragon/openseadragon.min.js",
+    OSD_STAMP,
+)
 
 
 class AssetsMissing(MrsegError):
