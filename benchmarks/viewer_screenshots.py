@@ -10,7 +10,7 @@ the demo's last line prints), in-process on a free port of 127.0.0.1, and writes
 
 Usage::
 
-    mrseg demo --out DIR && python benchmarks/viewer_screenshots.py DIR [--out docs/img]
+    mrseg demo --out DIR && python benchmarks/viewer_screenshots.py DIR [--out docs/img] [--split test]
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mrseg.view.browser import headless_chromium, screenshot, wait_for_tiles
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from mrseg.view.browser import headless_chromium, screenshot, wait_for_tiles, wait_until
 from mrseg.view.catalog import build_catalog
 from mrseg.view.server import ViewServer
 
@@ -41,17 +44,19 @@ return [(x0 + x1) / 2, (y0 + y1) / 2];
 
 
 def probe(driver: Any, x: float, y: float) -> None:
-    """Show the probe at level-0 ``(x, y)`` of the first slide (as a pointer there would)."""
-    driver.execute_script(
-        "const v = window.mrsegView, p = v.panes[0];"
-        "const e = p.slideItem.imageToViewerElementCoordinates(new OpenSeadragon.Point(arguments[0], arguments[1]));"
-        "p.viewer.element.dispatchEvent(new PointerEvent('pointermove', {bubbles: true, pointerType: 'mouse',"
-        " clientX: p.viewer.element.getBoundingClientRect().left + e.x,"
-        " clientY: p.viewer.element.getBoundingClientRect().top + e.y}));",
+    """Move the pointer onto level-0 ``(x, y)`` of pane 0 (the probe follows it) and wait for the values."""
+    element = driver.find_element(By.ID, "osd-0")
+    ex, ey, w, h = driver.execute_script(
+        "const p = window.mrsegView.panes[0].slideItem.imageToViewerElementCoordinates("
+        "new OpenSeadragon.Point(arguments[0], arguments[1]));"
+        "return [p.x, p.y, arguments[2].clientWidth, arguments[2].clientHeight];",
         x,
         y,
+        element,
     )
-    time.sleep(1.0)
+    ActionChains(driver).move_to_element_with_offset(element, int(ex - w / 2), int(ey - h / 2)).perform()
+    wait_until(driver, "document.querySelector('#probe-values tr .value')", 30, "the probe's values")
+    time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,14 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("demo", type=Path, help="A finished mrseg demo folder.")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--model", default="mrn_bilinear", help="The model of the single-pane shots.")
+    parser.add_argument("--split", default="test", help="The demo's split to show (data/SPLIT, preds/SPLIT).")
+    parser.add_argument("--slide", default=None, help="The slide id of the single-slide shots (default: the first).")
     args = parser.parse_args(argv)
-    test = args.demo / "data" / "test"
-    preds = {p.name: p for p in sorted((args.demo / "preds" / "test").iterdir()) if p.is_dir()}
+    test = args.demo / "data" / args.split
+    preds = {p.name: p for p in sorted((args.demo / "preds" / args.split).iterdir()) if p.is_dir()}
     order = ["unet_0.5", "unet_1", "unet_2", "unet_4", "mrn_bilinear", "mrn_transposed"]
     preds = {k: preds[k] for k in sorted(preds, key=lambda k: order.index(k) if k in order else len(order))}
     server = ViewServer(build_catalog(test, preds, test / "annotations"), port=0)
     thread = server.serve_in_thread()
-    slide = next(iter(server.viewer.catalog.slides))
+    slide = args.slide or next(iter(server.viewer.catalog.slides))
     base = f"{server.url}view/{slide}"
     try:
         with headless_chromium(1600, 900) as driver:
