@@ -29,6 +29,8 @@ from mrseg.models.unet import UNet
 from mrseg.synth import LABEL_SCHEMES, generate
 from mrseg.training.loop import train
 from mrseg.training.sections import ModelConfig
+from mrseg.view.catalog import build_catalog
+from mrseg.view.server import ViewServer
 from mrseg.wsi.backends.registry import backend_names
 from mrseg.wsi.slide import Slide
 
@@ -95,6 +97,12 @@ LIBRARY: dict[tuple[str, str], Callable[[], Any]] = {
     ("evaluate", "tissue_mpp"): lambda: _EVALUATE.tissue_mpp,
     ("evaluate", "panel"): lambda: _EVALUATE.panels,
     ("evaluate", "bins"): lambda: _EVALUATE.bins,
+    ("view", "truth"): lambda: arg(build_catalog, "truth"),
+    ("view", "slide_mpp"): lambda: arg(build_catalog, "slide_mpp"),
+    ("view", "backend"): lambda: arg(build_catalog, "backend"),
+    ("view", "host"): lambda: arg(ViewServer.__init__, "host"),
+    ("view", "port"): lambda: arg(ViewServer.__init__, "port"),
+    ("view", "cache_mb"): lambda: arg(ViewServer.__init__, "cache_mb"),
     ("demo", "device"): lambda: DemoSettings().device,
     ("demo", "seed"): lambda: DemoSettings().seed,
     ("demo", "fresh"): lambda: arg(run_demo, "fresh"),
@@ -121,6 +129,8 @@ CLI_ONLY: dict[tuple[str, str], str] = {
     ("train", "resume"): "optional",
     ("predict", "geojson"): "adds the geojson writer to --writers",
     ("predict", "threads"): "torch's own default",
+    ("view", "pred"): "none (the slides alone)",
+    ("view", "open_browser"): "opens a web browser",
     ("demo", "out"): "the demo folder",
     ("demo", "quick"): "chooses the preset (quick_settings or default_settings)",
     ("demo", "overrides"): "none",

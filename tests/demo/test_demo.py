@@ -330,6 +330,7 @@ def test_quick_demo_rerun_reuses_stages(quick_run: tuple[Path, Any]) -> None:
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "report:" in result.output and "MRN-transposed" in result.output
+    assert f"to look at the test slides: mrseg view {out / 'data' / 'test'} --pred unet_0.5=" in result.output
     again = json.loads((out / "results.json").read_text())
     assert all(s["reused"] for s in again["stages"])
     assert (out / "runs" / "unet_0.5" / "best.pt").stat().st_mtime_ns == before

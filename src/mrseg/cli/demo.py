@@ -46,6 +46,7 @@ def demo_command(
     from mrseg.core.overrides import parse_overrides
     from mrseg.demo import default_settings, quick_settings, run_demo
     from mrseg.demo.report import rich_table
+    from mrseg.demo.viewer import view_command
 
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
@@ -58,3 +59,5 @@ def demo_command(
     console = Console()
     console.print(rich_table(result.results))
     console.print(f"report: {result.report_html}")
+    view = view_command(result.out_dir, result.results["models"])
+    console.print(f"to look at the test slides: {view}", soft_wrap=True, markup=False, highlight=False)

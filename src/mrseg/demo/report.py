@@ -27,6 +27,7 @@ from rich.table import Table
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.figures import pyplot, save_figure
+from mrseg.demo.viewer import view_command
 from mrseg.evaluation.metrics import BinaryHistogram
 from mrseg.training.runlog import read_metrics
 
@@ -247,12 +248,14 @@ _CSS = (
 def render_html(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str:
     """The self-contained HTML report (figures embedded as base64 PNG data URIs)."""
     root = Path(root)
+    view = view_command(root, results["models"])
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>mrseg demo report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>mrseg demo: single-resolution U-Nets versus MRNs on synthetic slides</h1>",
-        f"<p>{html.escape(_summary_text(results))}</p><ul>",
+        f"<p>{html.escape(_summary_text(results))}</p>",
+        f"<p>To see the test slides with every model and the ground truth: <code>{html.escape(view)}</code></p><ul>",
         *(f"<li>{html.escape(t)}</li>" for t in _settings_text(results)),
         "</ul><h2>Metrics (pooled pixels)</h2>",
         _html_table(table_headers(), metrics_rows(results)),

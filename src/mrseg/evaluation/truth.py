@@ -27,10 +27,11 @@ from mrseg.wsi.geometry import ReadGrid
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tissue import TissueMask, tissue_mask
 
-TRUTH_SUFFIXES = frozenset({".xml", ".geojson", ".json", ".tif", ".tiff", ".png"})
+TRUTH_SUFFIXES = manifest.ANNOTATION_SUFFIXES
 """File suffixes of a truth folder's annotation and mask files."""
-TRUTH_STEM_SUFFIXES = ("_mask", "_annotation", "_annotations")
+TRUTH_STEM_SUFFIXES = manifest.ANNOTATION_STEM_SUFFIXES
 """Endings stripped from a truth file's stem to find its slide (``s1_mask.tif`` -> ``s1``)."""
+truth_stem = manifest.annotation_stem
 
 
 @dataclass(frozen=True)
@@ -75,28 +76,9 @@ def find_truth(truth: str | os.PathLike[str]) -> dict[str, TruthEntry]:
     return scan_truth_folder(path)
 
 
-def truth_stem(path: Path) -> str:
-    """The slide stem a truth file belongs to (``s1_mask.tif`` -> ``s1``)."""
-    stem = path.stem
-    for suffix in TRUTH_STEM_SUFFIXES:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return stem
-
-
 def scan_truth_folder(path: Path) -> dict[str, TruthEntry]:
     """Truth entries of a folder of annotation / mask files named after the slides."""
-    out: dict[str, TruthEntry] = {}
-    for f in sorted(path.iterdir()):
-        if f.suffix.lower() not in TRUTH_SUFFIXES or not f.is_file():
-            continue
-        stem = truth_stem(f)
-        if stem in out:
-            raise DataError(f"{path}: two truth files for slide {stem!r}: {out[stem].truth.name} and {f.name}")
-        out[stem] = TruthEntry(stem, f)
-    if not out:
-        raise DataError(f"{path}: no annotation or mask files ({', '.join(sorted(TRUTH_SUFFIXES))})")
-    return out
+    return {stem: TruthEntry(stem, f) for stem, f in manifest.annotation_files(path).items()}
 
 
 def check_slide_sets(truth: Mapping[str, Any], preds: Mapping[str, Mapping[str, Any]]) -> list[str]:
