@@ -27,6 +27,7 @@ from rich.table import Table
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.figures import pyplot, save_figure
+from mrseg.demo.results import LESION_HEADERS, lesion_rows
 from mrseg.evaluation.metrics import BinaryHistogram
 from mrseg.training.runlog import read_metrics
 
@@ -222,6 +223,10 @@ def _settings_text(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _lesions(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    return LESION_HEADERS, lesion_rows(dict(results))
+
+
 def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str:
     """The Markdown report (figures as relative links)."""
     root = Path(root)
@@ -230,6 +235,7 @@ def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) ->
     lines += [f"- {t}" for t in _settings_text(results)]
     lines += ["", "## Metrics (pooled pixels)", "", _md_table(table_headers(), metrics_rows(results)), ""]
     lines += ["## Tumour mimics on the test slides", "", _md_table(MIMIC_HEADERS, mimic_rows(results)), ""]
+    lines += ["## Lesion-level FROC on the test slides (CAMELYON16 rules)", "", _md_table(*_lesions(results)), ""]
     for rel, caption in _figures(root, results):
         lines += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
     lines += ["## Time per stage", "", _md_table(["stage", "wall s", "CPU s", ""], stage_rows(results)), ""]
@@ -258,6 +264,8 @@ def render_html(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str
         _html_table(table_headers(), metrics_rows(results)),
         "<h2>Tumour mimics on the test slides</h2>",
         _html_table(MIMIC_HEADERS, mimic_rows(results)),
+        "<h2>Lesion-level FROC on the test slides (CAMELYON16 rules)</h2>",
+        _html_table(*_lesions(results)),
     ]
     for rel, caption in _figures(root, results):
         data = base64.b64encode((root / rel).read_bytes()).decode("ascii")
