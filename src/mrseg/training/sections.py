@@ -95,7 +95,7 @@ class DataConfig(Section):
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="held-out share of slides")
     split: Literal["auto", "manifest", "random"] = "auto"
     split_seed: int = 0
-    backend: str = Field(default="auto", description="slide backend: auto, openslide, tiffslide, image or a registered name")
+    backend: str = Field(default="auto", description="slide backend: auto, openslide, tiffslide or a registered name")
     tissue: TissueSettings = Field(
         default_factory=TissueSettings, description="tissue detection of sampling (stored in checkpoints)"
     )
