@@ -9,6 +9,7 @@ name        files (record ``outputs`` keys)                                     
 ``labels``  ``<stem>_labels.tif`` (``labels``), multi-class tasks only           :mod:`.tiff`
 ``overlay`` ``<stem>_overlay.png`` (``overlay``)                                  :mod:`.overlay`
 ``geojson`` ``<stem>.geojson`` (``geojson``)                                      :mod:`.geojson`
+``ome``     ``<stem>.ome.tif`` (``ome``), ``<stem>_labels.ome.tif`` (``ome_labels``)  :mod:`.ome`
 ==========  ===================================================================  ======================
 
 The JSON record ``<stem>.json`` (``record``, :mod:`.record`) is always written, last. A new
@@ -16,7 +17,7 @@ format is one module with a registered :class:`~mrseg.inference.writers.base.Wri
 (see docs/architecture.md, "Worked example: a new writer").
 """
 
-from mrseg.inference.writers import geojson, overlay, tiff
+from mrseg.inference.writers import geojson, ome, overlay, tiff
 from mrseg.inference.writers.base import WRITERS, WriteJob, Writer, create_writers, register_writer
 from mrseg.inference.writers.record import RecordWriter
 
@@ -27,6 +28,7 @@ __all__ = [
     "Writer",
     "create_writers",
     "geojson",
+    "ome",
     "overlay",
     "register_writer",
     "tiff",
