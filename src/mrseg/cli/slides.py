@@ -56,7 +56,10 @@ def info_command(
     backend: str = backend_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Print a slide's size, pyramid levels with their mpp, vendor and associated images ("mpp unknown" if none)."""
+    """Print a slide's size, pyramid levels with their mpp, vendor and associated images.
+
+    A slide without mpp (none in the file, no --slide-mpp) shows its pixel facts and "mpp unknown".
+    """
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp, require_mpp=False) as slide:
         facts = slide_facts(slide)
     if as_json:
