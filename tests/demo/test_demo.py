@@ -158,7 +158,7 @@ def test_lesion_rows_summarise_the_test_split() -> None:
     entry = lesion_metrics(_fake_lesions(0.5))
     assert entry["froc"] == 0.5 and entry["slide_auc"] == 0.75 and entry["detection"] == "nms"
     rows = lesion_rows({"models": {"a": {"label": "A", "test_lesions": entry}, "b": {"label": "B"}}})
-    assert rows == [["A", *["0.5000"] * 7, "7", "3"]] and len(rows[0]) == len(LESION_HEADERS)
+    assert rows == [["A", *["0.5000"] * 7, "7", "1", "3"]] and len(rows[0]) == len(LESION_HEADERS)
 
 
 def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
@@ -213,6 +213,7 @@ def test_write_report(tmp_path: Path) -> None:
     assert "](roc.png)" in md and "](training_curves.png)" in md
     assert "## Lesion-level FROC on the test slides (CAMELYON16 rules)" in md and "Lesion-level FROC" in page
     assert all(f"| {spec.label} | {0.1 * i:.4f} |" in md for i, spec in enumerate(MODELS))
+    assert "grown by 37.5 µm whose major axis reaches 275 µm" in md
     assert page.count("data:image/png;base64,") == 2  # self-contained; no panel/mimic files in this fake
     assert "src='roc.png'" not in page
     rows = metrics_rows(results)

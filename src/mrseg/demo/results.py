@@ -55,13 +55,17 @@ def lesion_metrics(lesions: dict[str, Any]) -> dict[str, Any]:
 
 
 def lesion_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Per model with lesion metrics: FROC, sensitivity at 1/4 .. 8 FPs per slide, lesions, FPs, slide AUC."""
+    """Per model with lesion metrics: FROC, sensitivity at 1/4 .. 8 FPs per slide, lesions, ITCs, FPs.
+
+    FROC and sensitivities are ``n/a`` when the test slides hold no lesion beyond isolated tumour cells.
+    """
     rows = []
     for entry in results["models"].values():
         m = entry.get("test_lesions")
         if m is not None:
             cells = [m["froc"], *m["sensitivity"].values()]
-            rows.append([entry["label"], *(_num(v) for v in cells), str(m["n_lesions"]), str(m["n_fp"])])
+            counts = [str(m[k]) for k in ("n_lesions", "n_itc", "n_fp")]
+            rows.append([entry["label"], *(_num(v) for v in cells), *counts])
     return rows
 
 
@@ -70,7 +74,7 @@ def _num(value: Any) -> str:
 
 
 #: Headers of :func:`lesion_rows`.
-LESION_HEADERS = ["model", "FROC", "sens@1/4", "@1/2", "@1", "@2", "@4", "@8", "lesions", "FPs"]
+LESION_HEADERS = ["model", "FROC", "sens@1/4", "@1/2", "@1", "@2", "@4", "@8", "lesions", "ITCs", "FPs"]
 
 
 def machine_facts() -> dict[str, Any]:
