@@ -95,7 +95,7 @@ def evaluate_command(
         _LESIONS.slide_score,
         "--slide-score",
         metavar="|".join(get_args(SlideScoreRule)),
-        help="Slide score: the map's maximum, or the area (mm²) with probability >= 0.5.",
+        help=f"Slide score: the map's maximum, or the area (mm²) with probability >= {_LESIONS.area_threshold:g}.",
     ),
 ) -> None:
     """Pixel-level ROC/AUC, Dice, IoU, precision, recall, accuracy (at 0.5 and the best-Dice threshold).
