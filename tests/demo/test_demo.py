@@ -31,6 +31,7 @@ from mrseg.demo.report import (
     stage_totals,
     write_report,
 )
+from mrseg.demo.results import LESION_HEADERS, lesion_metrics, lesion_rows
 from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
 from mrseg.inference.writers.tiff import write_probability_tiff
@@ -146,6 +147,20 @@ def _hist(seed: int, separable: float) -> BinaryHistogram:
     return h
 
 
+def _fake_lesions(score: float) -> dict[str, Any]:
+    """A model's ``lesions`` entry of metrics.json, as ``evaluate(..., lesions=...)`` writes it."""
+    sensitivity = {rate: score for rate in ("0.25", "0.5", "1", "2", "4", "8")}
+    froc = {"score": score, "sensitivity": sensitivity, "n_lesions": 7, "n_itc": 1, "n_fp": 3, "n_slides": 4}
+    return {"froc": froc | {"detection": "nms"}, "slide": {"auc": 0.75}}
+
+
+def test_lesion_rows_summarise_the_test_split() -> None:
+    entry = lesion_metrics(_fake_lesions(0.5))
+    assert entry["froc"] == 0.5 and entry["slide_auc"] == 0.75 and entry["detection"] == "nms"
+    rows = lesion_rows({"models": {"a": {"label": "A", "test_lesions": entry}, "b": {"label": "B"}}})
+    assert rows == [["A", *["0.5000"] * 7, "7", "1", "3"]] and len(rows[0]) == len(LESION_HEADERS)
+
+
 def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
     """A demo folder with the files the report reads, and its results dictionary."""
     models: dict[str, Any] = {}
@@ -165,6 +180,7 @@ def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
             metrics_file.write_text(json.dumps(data))
         entry["mimic"] = {"tumour_mean": 0.6, "tumour_positive": 0.7, "mimic_mean": 0.3, "mimic_positive": 0.2}
+        entry["test_lesions"] = lesion_metrics(_fake_lesions(0.1 * i))
         models[spec.key] = entry
         run = RunLog(root / "runs" / spec.key, tensorboard=False)
         for epoch in (1, 2, 3):
@@ -195,6 +211,9 @@ def test_write_report(tmp_path: Path) -> None:
     for spec in MODELS:
         assert spec.label in md and spec.label in page
     assert "](roc.png)" in md and "](training_curves.png)" in md
+    assert "## Lesion-level FROC on the test slides (CAMELYON16 rules)" in md and "Lesion-level FROC" in page
+    assert all(f"| {spec.label} | {0.1 * i:.4f} |" in md for i, spec in enumerate(MODELS))
+    assert "grown by 37.5 µm whose major axis reaches 275 µm" in md
     assert page.count("data:image/png;base64,") == 2  # self-contained; no panel/mimic files in this fake
     assert "src='roc.png'" not in page
     rows = metrics_rows(results)
@@ -295,6 +314,9 @@ def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
             auc = entry[split]["auc"]
             assert 0.0 <= auc <= 1.0, (key, split, auc)
             assert 0.0 <= entry[split]["dice"] <= 1.0 and 0.0 <= entry[split]["iou"] <= 1.0
+        froc = entry["test_lesions"]  # the test split is scored lesion by lesion too
+        assert froc["detection"] == "nms" and froc["n_slides"] == len(results["splits"]["test"]["slides"])
+        assert math.isnan(froc["froc"]) or 0.0 <= froc["froc"] <= 1.0
         ckpt = load_checkpoint(out / "runs" / key / "best.pt")
         assert list(ckpt.input_spec.mpps) == entry["mpps"]
         assert (out / "runs" / key / "metrics.csv").is_file()
@@ -316,7 +338,7 @@ def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
     for png in ["roc.png", "training_curves.png", f"eval/test/panel_{results['panel_slide']}.png",
                 "eval/val/roc.png", "eval/test/roc.png", "mimic/mimic_crop.png"]:  # fmt: skip
         assert _is_png(out / png), png
-    assert (out / "report.md").is_file()
+    assert "Lesion-level FROC on the test slides" in (out / "report.md").read_text()
     assert result.report_html == out / "report.html"
     # every stage ran and was recorded
     names = [s["name"] for s in results["stages"]]

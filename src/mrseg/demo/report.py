@@ -27,8 +27,10 @@ from rich.table import Table
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.figures import pyplot, save_figure
+from mrseg.demo.results import LESION_HEADERS, lesion_rows
 from mrseg.demo.viewer import view_command
 from mrseg.evaluation.metrics import BinaryHistogram
+from mrseg.evaluation.settings import LesionSettings
 from mrseg.training.runlog import read_metrics
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,18 @@ def _settings_text(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _lesions(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    return LESION_HEADERS, lesion_rows(dict(results))
+
+
+#: What the lesion table counts (CAMELYON16's rules, ``docs/evaluation.md``).
+LESION_NOTE = (
+    f"Lesions: tumour regions grown by {LesionSettings().distance_um:g} µm whose major axis reaches "
+    f"{LesionSettings().itc_um:g} µm; smaller ones are isolated tumour cells (ITCs), neither hits nor false "
+    "positives. n/a: the test slides hold no lesion."
+)
+
+
 def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str:
     """The Markdown report (figures as relative links)."""
     root = Path(root)
@@ -231,6 +245,8 @@ def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) ->
     lines += [f"- {t}" for t in _settings_text(results)]
     lines += ["", "## Metrics (pooled pixels)", "", _md_table(table_headers(), metrics_rows(results)), ""]
     lines += ["## Tumour mimics on the test slides", "", _md_table(MIMIC_HEADERS, mimic_rows(results)), ""]
+    lines += ["## Lesion-level FROC on the test slides (CAMELYON16 rules)", "", _md_table(*_lesions(results)), ""]
+    lines += [LESION_NOTE, ""]
     for rel, caption in _figures(root, results):
         lines += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
     lines += ["## Time per stage", "", _md_table(["stage", "wall s", "CPU s", ""], stage_rows(results)), ""]
@@ -261,6 +277,9 @@ def render_html(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str
         _html_table(table_headers(), metrics_rows(results)),
         "<h2>Tumour mimics on the test slides</h2>",
         _html_table(MIMIC_HEADERS, mimic_rows(results)),
+        "<h2>Lesion-level FROC on the test slides (CAMELYON16 rules)</h2>",
+        _html_table(*_lesions(results)),
+        f"<p>{html.escape(LESION_NOTE)}</p>",
     ]
     for rel, caption in _figures(root, results):
         data = base64.b64encode((root / rel).read_bytes()).decode("ascii")

@@ -25,6 +25,7 @@ from mrseg.demo.mimic import mimic_scores, pick_mimic, plot_mimic_crop
 from mrseg.demo.results import synth_facts
 from mrseg.demo.settings import SPLITS, DemoSettings, ModelSpec
 from mrseg.evaluation.evaluate import evaluate
+from mrseg.evaluation.settings import LesionSettings
 from mrseg.inference.cluster import predict_slides
 from mrseg.inference.runner import file_sha256
 from mrseg.inference.settings import PredictSettings
@@ -230,10 +231,23 @@ def _panel_stem(root: Path) -> str:
     return str(best["name"])
 
 
+def _lesions(split: str) -> LesionSettings | None:
+    """The test split is also scored lesion by lesion (CAMELYON16's FROC, default rules)."""
+    return LesionSettings() if split == "test" else None
+
+
 def _score(run: DemoRun, split: str, panels: list[str] | None) -> _StageOut:
     preds = {s.label: run.root / "preds" / split / s.key for s in run.specs}
     target = run.root / "eval" / split
-    evaluate(preds, run.root / "data" / split, target, mpp=run.settings.eval_mpp, within="tissue", panels=panels)
+    evaluate(
+        preds,
+        run.root / "data" / split,
+        target,
+        mpp=run.settings.eval_mpp,
+        within="tissue",
+        panels=panels,
+        lesions=_lesions(split),
+    )
     outputs = [f"eval/{split}/metrics.json", f"eval/{split}/roc.png"]
     outputs += [f"eval/{split}/panel_{p}.png" for p in panels or []]
     return outputs, {}
@@ -253,6 +267,9 @@ def evaluate_stage(run: DemoRun, predict_keys: dict[tuple[str, str], str]) -> tu
             "mpp": run.settings.eval_mpp,
             "panels": panels,
         }
+        lesions = _lesions(split)
+        if lesions is not None:
+            payload["lesions"] = lesions.to_dict()
         target = run.root / "eval" / split
         run.runner.run(f"evaluate_{split}", payload, partial(_score, run, split, panels), clean=[target])
         metrics[split] = json.loads((target / "metrics.json").read_text())

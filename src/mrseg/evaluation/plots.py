@@ -1,5 +1,5 @@
 """Figures of an evaluation: ROC overlay of several models (the paper's Fig. 3), per-slide panels (Fig. 4),
-and for multi-class tasks per-class ROC curves and confusion matrices."""
+for multi-class tasks per-class ROC curves and confusion matrices, and the lesion-level FROC."""
 
 from __future__ import annotations
 
@@ -27,6 +27,37 @@ def plot_roc(
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_froc(
+    path: str | os.PathLike[str],
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+    fp_rates: Sequence[float],
+    *,
+    title: str = "Lesion-level FROC",
+) -> Path:
+    """Overlay FROC curves ``{name: (fp_per_slide, sensitivity, score)}`` (log x), the FP rates marked; write a PNG.
+
+    The curves are drawn up to twice the largest FP rate (the last point extended flat, as the
+    sensitivity is read); the legend gives each model's score (mean sensitivity at ``fp_rates``).
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=120)
+    low, high = min(fp_rates) / 2, max(fp_rates) * 2
+    for name, (fps, sens, score) in curves.items():
+        x = np.concatenate([np.asarray(fps, dtype=np.float64), [max(high, float(np.max(fps, initial=0.0)))]])
+        y = np.concatenate([np.asarray(sens, dtype=np.float64), [float(sens[-1]) if len(sens) else 0.0]])
+        ax.plot(np.maximum(x, low), y, lw=1.6, label=f"{name} (FROC = {score:.4f})")
+    for rate in fp_rates:
+        ax.axvline(rate, color="0.85", lw=0.8, zorder=0)
+    ax.set_xscale("log")
+    ax.set(xlim=(low, high), ylim=(0, 1.01), xlabel="Average false positives per slide", ylabel="Sensitivity")
+    ax.set_xticks(list(fp_rates), [f"{r:g}" for r in fp_rates])
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -1,4 +1,4 @@
-"""Segmentation losses and the paper's Keras-style L2 penalty.
+"""Segmentation losses and the paper's L2 weight penalty (a loss term, Keras-style).
 
 L2 as a loss term (as Keras ``kernel_regularizer=l2(lam)``): ``lam * sum(w**2)`` over the weights
 of every convolution and transposed convolution (not biases, not normalisation parameters). Its

@@ -12,6 +12,7 @@ name        files (record ``outputs`` keys)                                     
 ``asap``    ``<stem>_regions.xml`` (``asap``): predicted regions as ASAP XML      :mod:`.asap`
 ``level0``  ``<stem>_level0.tif`` (``map_level0``), ``<stem>_labels_level0.tif``  :mod:`.level0`
             (``labels_level0``): maps on the slide's level-0 grid (ASAP, QuPath)
+``ome``     ``<stem>.ome.tif`` (``ome``), ``<stem>_labels.ome.tif`` (``ome_labels``)  :mod:`.ome`
 ==========  ===================================================================  ======================
 
 The JSON record ``<stem>.json`` (``record``, :mod:`.record`) is always written, last. A new
@@ -19,7 +20,7 @@ format is one module with a registered :class:`~mrseg.inference.writers.base.Wri
 (see docs/architecture.md, "Worked example: a new writer").
 """
 
-from mrseg.inference.writers import asap, geojson, level0, overlay, tiff
+from mrseg.inference.writers import asap, geojson, level0, ome, overlay, tiff
 from mrseg.inference.writers.base import WRITERS, WriteJob, Writer, create_writers, register_writer
 from mrseg.inference.writers.record import RecordWriter
 
@@ -32,6 +33,7 @@ __all__ = [
     "create_writers",
     "geojson",
     "level0",
+    "ome",
     "overlay",
     "register_writer",
     "tiff",
