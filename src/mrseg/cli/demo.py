@@ -35,6 +35,12 @@ def demo_command(
         "--workers",
         help="Slide-generation processes and prediction reader threads (default: the preset's, at most the CPUs).",
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        help="Models trained and predicted at once, one process each (default: min(2, CPUs); results do not "
+        "depend on it).",
+    ),
 ) -> None:
     """The paper's experiment end to end on synthetic slides; prints the metrics table.
 
@@ -51,7 +57,9 @@ def demo_command(
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     settings = (quick_settings if quick else default_settings)(seed=seed, device=device)
     n_workers = workers if workers is not None else min(settings.workers, os.cpu_count() or 1)
-    settings = replace(settings, workers=n_workers)
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    settings = replace(settings, workers=n_workers, jobs=jobs if jobs is not None else settings.jobs)
     if overrides:
         settings = replace(settings, train={**settings.train, **parse_overrides(overrides)})
     result = run_demo(out, settings, fresh=fresh, progress=sys.stderr.isatty())
