@@ -31,6 +31,7 @@ from mrseg.demo.report import (
     stage_totals,
     write_report,
 )
+from mrseg.demo.settings import SplitSize
 from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
 from mrseg.inference.writers.tiff import write_probability_tiff
@@ -345,6 +346,36 @@ def test_quick_demo_changed_setting_reruns_dependent_stages(quick_run: tuple[Pat
     assert result.results["eval"]["mpp"] == 4.0
 
 
+@pytest.mark.slow
+def test_quick_demo_one_job_gives_the_same_numbers(quick_run: tuple[Path, Any], tmp_path: Path) -> None:
+    _, first = quick_run  # jobs = min(2, CPUs)
+    result = run_demo(tmp_path / "seq", quick_settings(device="cpu", jobs=1))
+    for key, entry in first.results["models"].items():
+        other = result.results["models"][key]
+        assert other["train"]["best_epoch"] == entry["train"]["best_epoch"]
+        for split in ("val", "test"):
+            assert other[split]["auc"] == pytest.approx(entry[split]["auc"], abs=1e-6), (key, split)
+    assert {s["name"] for s in result.results["stages"]} == {s["name"] for s in first.results["stages"]}
+
+
+def test_settings_eval_splits_without_test() -> None:
+    s = default_settings(eval_splits=("val",))
+    assert s.data_splits() == ["train", "val"] and s.shown_split() == "val"
+    s2 = default_settings(eval_splits=("val", "val2"), splits={**s.splits, "val2": SplitSize(3, 2048)})
+    assert s2.data_splits() == ["train", "val", "val2"] and s2.split_seed("val2") == 3
+    assert default_settings().shown_split() == "test" and default_settings().jobs >= 1
+    with pytest.raises(ConfigError, match="val2"):
+        default_settings(eval_splits=("val2",)).data_splits()
+    with pytest.raises(ConfigError, match="nope"):
+        default_settings(eval_splits=("nope",)).data_splits()
+
+
+def test_demo_recipe_is_r1_in_both_presets() -> None:
+    for s in (default_settings(), quick_settings()):
+        assert s.train["train.l2_mode"] == "decoupled" and s.train["train.channels_last"] is True
+        assert s.train["sampling.val_cache"] is True and s.train["data.num_workers"] == 0
+
+
 def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = []
     for seed, auc in enumerate((0.8, 0.9, math.nan)):
@@ -388,3 +419,6 @@ def test_cli_demo_rejects_bad_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "oops"])
     assert result.exit_code == 1
     assert "key=value" in result.output
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--jobs", "0"])
+    assert result.exit_code == 1
+    assert "--jobs" in result.output
