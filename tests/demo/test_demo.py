@@ -22,15 +22,13 @@ from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_setti
 from mrseg.demo.cache import StageRunner, Timer
 from mrseg.demo.mimic import load_lesions, mimic_scores, pick_mimic
 from mrseg.demo.report import (
-    aggregate_markdown,
-    aggregate_seeds,
-    main,
     metrics_rows,
     render_html,
     rich_table,
     stage_totals,
     write_report,
 )
+from mrseg.demo.seeds import aggregate_markdown, aggregate_seeds, main, paired_difference, paired_differences
 from mrseg.demo.settings import SplitSize
 from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
@@ -400,6 +398,48 @@ def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     shim = [sys.executable, "-m", "mrseg.report", str(tmp_path / "s0"), str(tmp_path / "s1")]
     done = subprocess.run(shim, capture_output=True, text=True, check=True)
     assert "Seeds 0, 1" in done.stdout and "MRN-bilinear" in done.stdout
+
+
+def _hand_run(seed: int, test: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """A minimal results.json: ``test`` maps model key -> (AUC, Dice); validation values are 0.5."""
+    models = {
+        k: {"label": k, "val": {m: 0.5 for m in ("auc", "dice", "iou", "best_dice")},
+            "test": {"auc": auc, "dice": dice, "iou": 0.5, "best_dice": 0.5}}
+        for k, (auc, dice) in test.items()
+    }  # fmt: skip
+    return {"seed": seed, "models": models}
+
+
+def test_paired_difference_mrn_minus_best_unet_per_seed_with_t_interval(tmp_path: Path) -> None:
+    # the best U-Net changes between seeds and between metrics: seed 1's best AUC is unet_1, best Dice unet_4
+    runs = [
+        _hand_run(0, {"unet_1": (0.90, 0.70), "unet_4": (0.95, 0.80), "mrn_bilinear": (0.97, 0.85)}),
+        _hand_run(1, {"unet_1": (0.96, 0.60), "unet_4": (0.93, 0.82), "mrn_bilinear": (0.97, 0.81)}),
+        _hand_run(2, {"unet_1": (0.91, 0.70), "unet_4": (0.94, 0.75), "mrn_bilinear": (0.98, 0.80)}),
+    ]
+    auc = paired_difference(runs, "mrn_bilinear", "test", "auc")
+    assert auc.rivals == ("unet_4", "unet_1", "unet_4")
+    assert auc.diffs == pytest.approx((0.02, 0.01, 0.04))
+    assert auc.mean == pytest.approx(0.07 / 3)
+    sd = math.sqrt(((0.02 - 0.07 / 3) ** 2 + (0.01 - 0.07 / 3) ** 2 + (0.04 - 0.07 / 3) ** 2) / 2)
+    assert auc.sd == pytest.approx(sd) and auc.se == pytest.approx(sd / math.sqrt(3))
+    t975_df2 = 4.302652729749464  # Student t, 97.5th percentile, 2 degrees of freedom
+    assert auc.ci == pytest.approx((0.07 / 3 - t975_df2 * sd / math.sqrt(3), 0.07 / 3 + t975_df2 * sd / math.sqrt(3)))
+    assert auc.wins == 3 and auc.n == 3 and auc.clear
+    dice = paired_difference(runs, "mrn_bilinear", "test", "dice")
+    assert dice.rivals == ("unet_4", "unet_4", "unet_4")
+    assert dice.diffs == pytest.approx((0.05, -0.01, 0.05)) and dice.wins == 2
+    assert [(d.model, d.metric) for d in paired_differences(runs)] == [
+        ("mrn_bilinear", "auc"),
+        ("mrn_bilinear", "dice"),
+    ]
+    text = aggregate_markdown(runs)
+    assert "| mrn_bilinear | test AUC | +0.0233 |" in text and "3 of 3 | yes |" in text and "2 of 3" in text
+    # a NaN on one seed leaves that seed out; one seed has no interval
+    runs[1]["models"]["mrn_bilinear"]["test"]["auc"] = math.nan
+    assert paired_difference(runs, "mrn_bilinear", "test", "auc").n == 2
+    single = paired_difference(runs[:1], "mrn_bilinear", "test", "auc")
+    assert single.n == 1 and math.isnan(single.se) and not single.clear
 
 
 def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:

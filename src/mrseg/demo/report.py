@@ -17,8 +17,6 @@ import json
 import logging
 import math
 import os
-import statistics
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -299,75 +297,3 @@ def rich_table(results: Mapping[str, Any]) -> Any:
         cells = [_f(entry.get(split, {}).get(k)) for split in ("val", "test") for k, _ in COLUMNS[:3]]
         table.add_row(entry["label"], *cells, str(entry["train"].get("best_epoch", "")))
     return table
-
-
-#: Metrics summarised over seeds by :func:`aggregate_seeds`.
-AGGREGATED: tuple[str, ...] = ("auc", "dice", "iou", "best_dice")
-
-
-def aggregate_seeds(runs: list[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """Mean, sample standard deviation, min, max and count of each metric over several demo runs (seeds).
-
-    Parameters
-    ----------
-    runs
-        ``results.json`` contents of demo runs with the same models (typically ``--seed 0, 1, 2``).
-
-    Returns
-    -------
-    dict
-        ``{model key: {split: {metric: {"mean", "std", "min", "max", "n"}}}}``; NaN values are skipped.
-    """
-    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    keys = [k for k in runs[0]["models"] if all(k in r["models"] for r in runs)] if runs else []
-    for key in keys:
-        out[key] = {}
-        for split in ("val", "test"):
-            out[key][split] = {}
-            for metric in AGGREGATED:
-                values = [float(r["models"][key][split][metric]) for r in runs]
-                values = [v for v in values if not math.isnan(v)]
-                out[key][split][metric] = {
-                    "mean": statistics.fmean(values) if values else math.nan,
-                    "std": statistics.stdev(values) if len(values) > 1 else math.nan,
-                    "min": min(values) if values else math.nan,
-                    "max": max(values) if values else math.nan,
-                    "n": float(len(values)),
-                }
-    return out
-
-
-def aggregate_markdown(runs: list[Mapping[str, Any]]) -> str:
-    """Markdown table of mean ± std (min-max) test and validation AUC, and test Dice, over seeds."""
-    agg = aggregate_seeds(runs)
-    seeds = ", ".join(str(r.get("seed")) for r in runs)
-    lines = [f"Seeds {seeds} ({len(runs)} runs); mean ± sample std (min-max).", ""]
-    lines.append("| model | test AUC | val AUC | test Dice@0.5 | test best Dice |")
-    lines.append("|---|---|---|---|---|")
-    for key, splits in agg.items():
-        label = runs[0]["models"][key]["label"]
-
-        def cell(split: str, metric: str, splits: Any = splits) -> str:
-            s = splits[split][metric]
-            return f"{_f(s['mean'])} ± {_f(s['std'])} ({_f(s['min'])}-{_f(s['max'])})"
-
-        lines.append(
-            f"| {label} | {cell('test', 'auc')} | {cell('val', 'auc')} | {cell('test', 'dice')} "
-            f"| {cell('test', 'best_dice')} |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mrseg.demo.report DIR [DIR ...]``: print the over-seeds table of several demo folders."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.stderr.write("usage: python -m mrseg.demo.report DEMO_DIR [DEMO_DIR ...]\n")
-        return 2
-    runs = [json.loads((Path(a) / "results.json").read_text()) for a in args]
-    sys.stdout.write(aggregate_markdown(runs) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
