@@ -22,6 +22,7 @@ from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_setti
 from mrseg.demo.cache import StageRunner, Timer
 from mrseg.demo.mimic import load_lesions, mimic_scores, pick_mimic
 from mrseg.demo.report import (
+    headline,
     metrics_rows,
     render_html,
     rich_table,
@@ -199,6 +200,24 @@ def test_write_report(tmp_path: Path) -> None:
     rows = metrics_rows(results)
     assert len(rows) == 6 and all(len(r) == 12 for r in rows)
     assert stage_totals(results) == {"data": (2.0, 3.0), "train": (12.0, 20.0)}
+
+
+def test_headline_says_who_won_and_by_how_much(tmp_path: Path) -> None:
+    results = _fake_demo(tmp_path)
+    models = results["models"]
+    for key, (auc, dice) in {
+        "unet_4": (0.95, 0.80),
+        "mrn_bilinear": (0.97, 0.85),
+        "mrn_transposed": (0.96, 0.79),
+    }.items():
+        models[key]["test"].update(auc=auc, dice=dice)
+    for key in ("unet_0.5", "unet_1", "unet_2"):
+        models[key]["test"].update(auc=0.5, dice=0.1)
+    text = headline(results)
+    assert (
+        "MRN-bilinear beats every U-Net on AUC and Dice (AUC +0.0200 vs U-Net 4; Dice@0.5 +0.0500 vs U-Net 4)" in text
+    )
+    assert "MRN-transposed does not beat every U-Net on both (AUC +0.0100 vs U-Net 4; Dice@0.5 -0.0100" in text
 
 
 def test_report_handles_undefined_auc(tmp_path: Path) -> None:

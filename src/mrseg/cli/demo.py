@@ -51,7 +51,7 @@ def demo_command(
 
     from mrseg.core.overrides import parse_overrides
     from mrseg.demo import default_settings, quick_settings, run_demo
-    from mrseg.demo.report import rich_table
+    from mrseg.demo.report import headline, rich_table
 
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
@@ -65,4 +65,5 @@ def demo_command(
     result = run_demo(out, settings, fresh=fresh, progress=sys.stderr.isatty())
     console = Console()
     console.print(rich_table(result.results))
+    console.print(headline(result.results), markup=False)
     console.print(f"report: {result.report_html}")

@@ -183,6 +183,37 @@ def _figures(root: Path, results: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(rel, cap) for rel, cap in figures if (root / rel).is_file()]
 
 
+def versus_best_unet(models: list[Mapping[str, Any]], mrn: Mapping[str, Any], metric: str) -> tuple[float, str]:
+    """(MRN minus the best U-Net, that U-Net's label) on the test slides by ``metric``; NaN when undefined."""
+    unets = [(e["label"], float(e.get("test", {}).get(metric, math.nan))) for e in models]
+    unets = [(n, v) for n, v in unets if n.startswith("U-Net") and v == v]
+    if not unets:
+        return math.nan, ""
+    rival, best = max(unets, key=lambda t: t[1])
+    return float(mrn.get("test", {}).get(metric, math.nan)) - best, rival
+
+
+def headline(results: Mapping[str, Any]) -> str:
+    """Who won on the held-out test slides and by how much: each MRN against the best U-Net, AUC and Dice."""
+    models = list(results["models"].values())
+    parts = []
+    for mrn in (e for e in models if e["label"].startswith("MRN")):
+        diffs = {name: versus_best_unet(models, mrn, m) for m, name in (("auc", "AUC"), ("dice", "Dice@0.5"))}
+        if any(d != d for d, _ in diffs.values()):
+            parts.append(f"{mrn['label']}: undefined (no tumour or no normal pixel on the test slides)")
+            continue
+        won = all(d > 0 for d, _ in diffs.values())
+        verdict = "beats every U-Net on AUC and Dice" if won else "does not beat every U-Net on both"
+        detail = "; ".join(f"{name} {d:+.4f} vs {rival}" for name, (d, rival) in diffs.items())
+        parts.append(f"{mrn['label']} {verdict} ({detail})")
+    if not parts:
+        return "No MRN in this run."
+    return (
+        f"Test slides, seed {results.get('seed')}: " + ". ".join(parts) + ". One seed only: "
+        "python -m mrseg.report DIR [DIR ...] compares several."
+    )
+
+
 def _summary_text(results: Mapping[str, Any]) -> str:
     models = list(results["models"].values())
     test = [(e["label"], e.get("test", {}).get("auc", math.nan)) for e in models]
@@ -190,16 +221,7 @@ def _summary_text(results: Mapping[str, Any]) -> str:
     if not test:
         return "No test AUC could be computed (no tumour pixel or no normal pixel on the test slides)."
     best = max(test, key=lambda t: t[1])
-    unets = [(n, a) for n, a in test if n.startswith("U-Net")]
-    mrns = [(n, a) for n, a in test if n.startswith("MRN")]
-    parts = [f"Best test AUC: {best[0]} ({best[1]:.4f})."]
-    if unets and mrns:
-        bu = max(unets, key=lambda t: t[1])
-        bm = max(mrns, key=lambda t: t[1])
-        verdict = "above" if bm[1] > bu[1] else "not above"
-        parts.append(f"Best MRN ({bm[0]}, {bm[1]:.4f}) is {verdict} the best U-Net ({bu[0]}, {bu[1]:.4f}) on test.")
-    parts.append("One seed; see docs/results.md for the spread over seeds before drawing conclusions.")
-    return " ".join(parts)
+    return f"Best test AUC: {best[0]} ({best[1]:.4f}). {headline(results)}"
 
 
 def _settings_text(results: Mapping[str, Any]) -> list[str]:
