@@ -200,6 +200,10 @@ def test_write_report(tmp_path: Path) -> None:
     rows = metrics_rows(results)
     assert len(rows) == 6 and all(len(r) == 12 for r in rows)
     assert stage_totals(results) == {"data": (2.0, 3.0), "train": (12.0, 20.0)}
+    # the mimic table says which way is better, every column has a header, numbers are rounded
+    assert "mimics: mean p (lower is better)" in md and "nests: mean p (higher is better)" in md
+    assert "| MRN-bilinear | 0.60 | 0.70 | 0.30 | 0.20 |" in md and "| stage | wall s | CPU s | status |" in md
+    assert "<a href='roc.png'>roc.png</a>" in page  # figure links are relative to the demo folder
 
 
 def test_headline_says_who_won_and_by_how_much(tmp_path: Path) -> None:

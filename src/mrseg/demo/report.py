@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.figures import pyplot, save_figure
-from mrseg.evaluation.metrics import BinaryHistogram
+from mrseg.core.histogram import BinaryHistogram
 from mrseg.training.runlog import read_metrics
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("dice", "Dice@0.5"),
     ("iou", "IoU@0.5"),
     ("best_dice", "best Dice"),
-    ("best_dice_threshold", "at t"),
+    ("best_dice_threshold", "best-Dice threshold"),
 )
 
 
@@ -64,23 +65,39 @@ def table_headers() -> list[str]:
 
 
 def mimic_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    """Per model: mean probability and share of pixels >= 0.5 in tumour nests and in mimics (test slides)."""
+    """Per model: mean probability and share of pixels >= 0.5 in tumour nests and in mimics (test slides).
+
+    Rounded to two decimals; higher is better in nests, lower is better in mimics (:data:`MIMIC_HEADERS`).
+    """
     rows = []
     for entry in results["models"].values():
         m = entry.get("mimic", {})
         rows.append(
             [
                 entry["label"],
-                _f(m.get("tumour_mean"), 3),
-                _f(m.get("tumour_positive"), 3),
-                _f(m.get("mimic_mean"), 3),
-                _f(m.get("mimic_positive"), 3),
+                _f(m.get("tumour_mean"), 2),
+                _f(m.get("tumour_positive"), 2),
+                _f(m.get("mimic_mean"), 2),
+                _f(m.get("mimic_positive"), 2),
             ]
         )
     return rows
 
 
-MIMIC_HEADERS = ["model", "mean p in nests", "nest px >= 0.5", "mean p in mimics", "mimic px >= 0.5"]
+MIMIC_HEADERS = [
+    "model",
+    "nests: mean p (higher is better)",
+    "nests: share of px with p >= 0.5 (higher is better)",
+    "mimics: mean p (lower is better)",
+    "mimics: share of px with p >= 0.5 (lower is better)",
+]
+#: What the mimic table shows, above it in the report.
+MIMIC_NOTE = (
+    "Tumour nests (label 1) and tumour mimics (label 0: look like tumour at high resolution, context says "
+    "otherwise) on the test slides; p = the model's tumour probability. A model that uses context keeps nests "
+    "high and mimics low."
+)
+STAGE_HEADERS = ["stage", "wall s", "CPU s", "status"]
 
 
 def stage_rows(results: Mapping[str, Any]) -> list[list[str]]:
@@ -102,22 +119,29 @@ def stage_totals(results: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 
 def plot_rocs(root: str | os.PathLike[str], results: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Validation and test ROC curves of every model side by side (pooled pixels), AUCs in the legends."""
+    """Validation and test ROC curves of every model side by side (pooled pixels), AUCs in the legends.
+
+    The false-positive axis is logarithmic (from 1e-4, or one negative pixel when there are fewer),
+    so curves that crowd the top-left corner on a linear axis can be told apart.
+    """
     root = Path(root)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=110)
     for ax, split in zip(axes, ("val", "test"), strict=True):
         data = json.loads((root / "eval" / split / "metrics.json").read_text())
+        low = 1e-4
         for entry in results["models"].values():
             pooled = data["models"][entry["label"]]["pooled"]
             hist = BinaryHistogram.from_dict(pooled["histogram"])
             fpr, tpr, _ = hist.roc()
+            low = max(low, 1.0 / max(hist.n_neg, 1))
             ax.plot(fpr, tpr, lw=1.6, label=f"{entry['label']} ({_f(pooled['auc'])})")
-        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        chance = np.logspace(-6, 0, 61)
+        ax.plot(chance, chance, color="0.6", lw=0.8, ls="--")
         name = "validation" if split == "val" else "held-out test"
-        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
+        ax.set_xscale("log")
+        ax.set(xlim=(low, 1), ylim=(0, 1.01), xlabel="False positive rate (log scale)", ylabel="True positive rate")
         ax.set_title(f"{name} slides")
-        ax.set_aspect("equal")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8, title="model (AUC)")
     fig.suptitle(f"Pixel-level ROC at {results['eval']['mpp']:g} µm/px within tissue")
@@ -169,10 +193,15 @@ def _figures(root: Path, results: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(relative path, caption) of every figure of the report that exists."""
     panel = results.get("panel_slide")
     figures = [
-        ("roc.png", "Pixel-level ROC curves on the validation and the held-out test slides (paper Fig. 3)."),
+        (
+            "roc.png",
+            "Pixel-level ROC curves on the validation and the held-out test slides (paper Fig. 3); "
+            "false-positive rate on a log scale.",
+        ),
         (
             f"eval/test/panel_{panel}.png",
-            f"Test slide {panel}: H&E, ground truth and each model's probability map (paper Fig. 4).",
+            f"Test slide {panel}: H&E, ground truth and each model's probability map (paper Fig. 4; "
+            "red outline: ground truth; viridis colour scale, 0 to 1).",
         ),
         (
             "mimic/mimic_crop.png",
@@ -249,10 +278,17 @@ def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) ->
     lines += [_summary_text(results), ""]
     lines += [f"- {t}" for t in _settings_text(results)]
     lines += ["", "## Metrics (pooled pixels)", "", _md_table(table_headers(), metrics_rows(results)), ""]
-    lines += ["## Tumour mimics on the test slides", "", _md_table(MIMIC_HEADERS, mimic_rows(results)), ""]
+    lines += [
+        "## Tumour mimics on the test slides",
+        "",
+        MIMIC_NOTE,
+        "",
+        _md_table(MIMIC_HEADERS, mimic_rows(results)),
+        "",
+    ]
     for rel, caption in _figures(root, results):
         lines += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
-    lines += ["## Time per stage", "", _md_table(["stage", "wall s", "CPU s", ""], stage_rows(results)), ""]
+    lines += ["## Time per stage", "", _md_table(STAGE_HEADERS, stage_rows(results)), ""]
     return "\n".join(lines)
 
 
@@ -277,15 +313,17 @@ def render_html(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str
         "</ul><h2>Metrics (pooled pixels)</h2>",
         _html_table(table_headers(), metrics_rows(results)),
         "<h2>Tumour mimics on the test slides</h2>",
+        f"<p>{html.escape(MIMIC_NOTE)}</p>",
         _html_table(MIMIC_HEADERS, mimic_rows(results)),
     ]
     for rel, caption in _figures(root, results):
         data = base64.b64encode((root / rel).read_bytes()).decode("ascii")
         parts.append(
             f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-            f"<figcaption>{html.escape(caption)} ({html.escape(rel)})</figcaption></figure>"
+            f"<figcaption>{html.escape(caption)} (<a href='{html.escape(rel)}'>{html.escape(rel)}</a>)</figcaption>"
+            "</figure>"
         )
-    parts += ["<h2>Time per stage</h2>", _html_table(["stage", "wall s", "CPU s", ""], stage_rows(results))]
+    parts += ["<h2>Time per stage</h2>", _html_table(STAGE_HEADERS, stage_rows(results))]
     parts.append("</body></html>")
     return "\n".join(parts)
 
