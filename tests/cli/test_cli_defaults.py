@@ -145,6 +145,7 @@ CLI_ONLY: dict[tuple[str, str], str] = {
     ("demo", "quick"): "chooses the preset (quick_settings or default_settings)",
     ("demo", "overrides"): "none",
     ("demo", "workers"): "the preset's workers, at most the CPUs (computed in the command)",
+    ("demo", "jobs"): "the preset's jobs (DemoSettings.jobs: min(2, CPUs), machine-dependent)",
 }
 
 

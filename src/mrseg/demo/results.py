@@ -12,7 +12,7 @@ import torch
 
 from mrseg import __version__
 from mrseg.demo.cache import StageRecord
-from mrseg.demo.settings import SPLITS, DemoSettings, ModelSpec
+from mrseg.demo.settings import DemoSettings, ModelSpec
 
 
 def synth_facts(root: Path, split: str) -> list[dict[str, Any]]:
@@ -110,6 +110,7 @@ def build_results(
         if lesions is not None:
             entry["test_lesions"] = lesion_metrics(lesions)
         entry["mimic"] = mimic["scores"].get(spec.label, {})
+        entry["mimic_by_split"] = {k: v.get(spec.label, {}) for k, v in mimic.get("scores_by_split", {}).items()}
         models[spec.key] = entry
     return {
         "mrseg_version": __version__,
@@ -120,7 +121,7 @@ def build_results(
         "machine": machine_facts(),
         "splits": {
             split: {"slides": [f["name"] for f in synth_facts(root, split)], "facts": synth_facts(root, split)}
-            for split in SPLITS
+            for split in settings.data_splits()
         },
         "panel_slide": panel,
         "models": models,

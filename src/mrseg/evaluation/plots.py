@@ -63,6 +63,11 @@ def plot_froc(
     return save_figure(fig, path)
 
 
+#: Columns of the panel grid: two cells of 5.8 inches at 100 dpi keep each map over 384 px wide in a
+#: figure under 1100 px (shown at its natural size in a 1200 px page).
+PANEL_COLUMNS = 2
+
+
 def plot_panel(
     path: str | os.PathLike[str],
     thumbnail: np.ndarray,
@@ -70,38 +75,50 @@ def plot_panel(
     maps: Mapping[str, np.ndarray],
     *,
     title: str = "",
-    cmap: str = "jet",
+    cmap: str = "viridis",
     label_colors: Sequence[Sequence[int]] | None = None,
+    columns: int = PANEL_COLUMNS,
 ) -> Path:
-    """One row: H&E thumbnail, ground truth, then each model's probability map (same grid); write a PNG.
+    """A grid: H&E thumbnail, ground truth, then each model's probability map (same grid); write a PNG.
 
     ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive, drawn white;
     with ``label_colors``, the RGB colour of each label, for multi-class truth); ``maps`` float
-    probabilities ``(h, w)`` in [0, 1].
+    probabilities ``(h, w)`` in [0, 1], drawn with the perceptually uniform ``cmap`` and one shared
+    colour bar. The ground-truth outline (label > 0) is drawn on the H&E and on every map. Each cell
+    is 5.8 inches wide at 100 dpi (each map over 384 px).
     """
     plt = pyplot()
     n = 2 + len(maps)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
     h, w = thumbnail.shape[:2]
-    width = 3.2 * n
-    fig, axes = plt.subplots(1, n, figsize=(width, 3.2 * h / max(w, 1) + 0.6), dpi=120, squeeze=False)
-    axes = axes[0]
+    cell = 5.8
+    fig, grid = plt.subplots(rows, cols, figsize=(cell * cols + 0.8, cell * h / max(w, 1) * rows + 0.6), dpi=100,
+                             squeeze=False)  # fmt: skip
+    axes = list(grid.ravel())
+    positive = np.asarray(truth) > 0
     axes[0].imshow(thumbnail)
-    axes[0].set_title("H&E")
+    axes[0].set_title("H&E (outline: ground truth)")
     if label_colors is None:
-        axes[1].imshow(np.asarray(truth) > 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[1].imshow(positive, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         palette = np.asarray(label_colors, dtype=np.uint8)
         axes[1].imshow(palette[np.clip(np.asarray(truth), 0, len(palette) - 1)], interpolation="nearest")
     axes[1].set_title("Ground truth")
     image = None
-    for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):
+    for ax, (name, prob) in zip(axes[2:], maps.items(), strict=False):
         image = ax.imshow(prob, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name)
+    for ax in (axes[0], *axes[2:n]):
+        if positive.any() and min(positive.shape) > 1:
+            ax.contour(positive, levels=[0.5], colors="#ff3030", linewidths=0.9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    for ax in axes[n:]:
+        ax.set_axis_off()
     if image is not None:
-        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="probability")
+        fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01, label="probability")
     if title:
         fig.suptitle(title)
     return save_figure(fig, path, tight=True)
