@@ -12,11 +12,13 @@ import torch
 from mrseg.core.input_spec import InputSpec
 
 
-def to_tensor(patches: np.ndarray | torch.Tensor, spec: InputSpec) -> torch.Tensor:
+def to_tensor(patches: np.ndarray | torch.Tensor, spec: InputSpec, *, channels_last: bool = False) -> torch.Tensor:
     """Convert uint8 patches ``(N, J, H, W, 3)`` to normalised float32 ``(N, J, 3, H, W)``.
 
     A ``(J, H, W, 3)`` array is treated as one sample (N = 1). Values are scaled to [0, 1], then
-    ``(x - spec.mean) / spec.std`` per channel.
+    ``(x - spec.mean) / spec.std`` per channel. With ``channels_last`` the result keeps the patches'
+    own ``(N, J, H, W, 3)`` memory layout (a permuted view, one copy fewer), so every branch slice
+    ``x[:, j]`` is a channels-last 4-D tensor; the values are the same.
 
     Raises
     ------
@@ -31,7 +33,8 @@ def to_tensor(patches: np.ndarray | torch.Tensor, spec: InputSpec) -> torch.Tens
     t = t.permute(0, 1, 4, 2, 3).to(torch.float32).div_(255.0)
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
-    return t.sub_(mean).div_(std).contiguous()
+    t = t.sub_(mean).div_(std)
+    return t if channels_last else t.contiguous()
 
 
 __all__ = ["to_tensor"]

@@ -180,12 +180,28 @@ def pyramid_levels(level0: Any, plan: PyramidPlan, downsample: Downsample, scrat
         yield current
 
 
-def write_level(tw: tifffile.TiffWriter, plan: PyramidPlan, index: int, level: Any, description: str | None) -> None:
-    """Append level ``index`` (tiled, with its resolution tags) to an open TIFF."""
+def write_level(
+    tw: tifffile.TiffWriter,
+    plan: PyramidPlan,
+    index: int,
+    level: Any,
+    description: str | None,
+    encoded: Iterator[bytes] | None = None,
+) -> None:
+    """Append level ``index`` (tiled, with its resolution tags) to an open TIFF.
+
+    ``encoded``: the level's tiles already compressed as ``plan.page`` says (row-major, each a full
+    ``plan.tile`` square), written as they are (``level`` is then not read).
+    """
     resolution = plan.px_per_cm / 2**index
-    tiles = _tiles(level, plan.tile)
+    tiles: Iterator[Any]
+    if encoded is not None:
+        tiles = encoded
+    else:
+        arrays = _tiles(level, plan.tile)
+        tiles = (t.reshape(plan.tile, plan.tile) for t in arrays) if plan.grey else arrays
     tw.write(
-        (t.reshape(plan.tile, plan.tile) for t in tiles) if plan.grey else tiles,
+        tiles,
         shape=plan.level_shape(index),
         dtype=plan.dtype,
         tile=(plan.tile, plan.tile),
