@@ -314,6 +314,13 @@ CASES: list[Case] = [
     ),
     Case("patch-out-is-slide", "patch {T}/s.tif --center 9 9 --out {T}/s.tif", "input"),
     Case(
+        "patch-out-exists",
+        f"patch {S} --center 100 100 --out {{T}}/p.png",
+        "exists; pass --overwrite",
+        names="p.png",
+        setup=lambda t: (t / "p.png").write_bytes(b"keep"),
+    ),
+    Case(
         "patch-center-outside", f"patch {S} --center 5000 -40 --out {{T}}/p.png", "outside", code=0, outputs=("p.png",)
     ),
     # annotations: malformed, hostile and out-of-slide files
@@ -382,6 +389,13 @@ CASES: list[Case] = [
     Case("export-garbage", "export {F}/garbage.pt --out {T}/m.onnx", "not a mrseg checkpoint"),
     Case("export-foreign", "export {F}/foreign.pt --out {T}/m.onnx", "not an mrseg checkpoint"),
     Case("export-format", "export {F}/ckpt.pt --format pdf --out {T}/m.pdf", "pdf", names="pdf"),
+    Case(
+        "export-out-exists",
+        "export {F}/ckpt.pt --format torchscript --out {T}/m.pt",
+        "exists; pass --overwrite",
+        names="m.pt",
+        setup=lambda t: (t / "m.pt").write_bytes(b"keep"),
+    ),
     Case(
         "export-out-dir",
         "export {F}/ckpt.pt --format torchscript --out {T}/d",

@@ -137,6 +137,8 @@ CLI_ONLY: dict[tuple[str, str], str] = {
     ("train", "overrides"): "none",
     ("train", "resume"): "optional",
     ("predict", "geojson"): "adds the geojson writer to --writers",
+    ("patch", "overwrite"): "the CLI refuses an existing --out file unless given",
+    ("export", "overwrite"): "the CLI refuses an existing --out file unless given",
     ("evaluate", "froc"): "EvaluateSettings.lesions is None unless --froc",
     ("predict", "threads"): "torch's own default",
     ("view", "pred"): "none (the slides alone)",

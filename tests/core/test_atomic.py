@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from mrseg.cli.errors import error_line
-from mrseg.core.atomic import atomic_path, atomic_write_text, check_replaceable, sweep_stale, temp_prefix
+from mrseg.core.atomic import (
+    atomic_path,
+    atomic_write_text,
+    check_new_file,
+    check_replaceable,
+    sweep_stale,
+    temp_prefix,
+)
 from mrseg.core.errors import ConfigError
 
 
@@ -116,3 +123,19 @@ def test_a_full_disk_leaves_the_old_file_and_one_line(tmp_path: Path) -> None:
         assert "no space left" in error_line(raised.value, "predict")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_check_new_file_refuses_existing_files_folders_and_links_unless_asked(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    check_new_file(out, overwrite=False)  # nothing there: fine
+    out.write_bytes(b"keep")
+    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
+        check_new_file(out, overwrite=False)
+    check_new_file(out, overwrite=True)
+    assert out.read_bytes() == b"keep"  # a check only: nothing removed
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        check_new_file(tmp_path / "d", overwrite=True)
+    (tmp_path / "link").symlink_to(out)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        check_new_file(tmp_path / "link", overwrite=True)

@@ -20,7 +20,7 @@ from mrseg.cli.options import (
     mpps_value,
     slide_mpp_option,
 )
-from mrseg.core.atomic import atomic_path, check_not_input
+from mrseg.core.atomic import atomic_path, check_new_file, check_not_input
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.wsi.slide import Slide
@@ -92,6 +92,7 @@ def patch_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output PNG (written atomically)."),
     slide_mpp: float | None = slide_mpp_option(),
     backend: str = backend_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Write the concentric patches around one centre side by side, finer fields of view outlined."""
     from PIL import Image
@@ -102,6 +103,7 @@ def patch_command(
     if not all(math.isfinite(c) for c in center):
         raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
     check_not_input(out, slide_path)
+    check_new_file(out, overwrite=overwrite)
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
         w0, h0 = slide.dimensions
         if not (0 <= center[0] < w0 and 0 <= center[1] < h0):

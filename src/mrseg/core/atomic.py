@@ -202,6 +202,21 @@ def check_replaceable(dest: str | os.PathLike[str], marker: str, command: str) -
         )
 
 
+def check_new_file(out: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Raise :class:`ConfigError` when the output file ``out`` exists and ``overwrite`` is not given.
+
+    Single-file outputs (``export``, ``patch``) never replace an existing file unasked, and never a
+    folder or a symbolic link even with ``overwrite``.
+    """
+    out_path = Path(out)
+    if out_path.is_symlink():
+        raise ConfigError(f"{out}: is a symbolic link; give the real file ({os.path.realpath(out_path)})")
+    if out_path.is_dir():
+        raise ConfigError(f"{out}: is a directory; give a file name")
+    if out_path.exists() and not overwrite:
+        raise ConfigError(f"{out}: exists; pass --overwrite to replace it")
+
+
 def check_not_input(out: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> None:
     """Raise :class:`ConfigError` when the output ``out`` is one of the command's input files."""
     out_path = Path(out)
@@ -213,6 +228,7 @@ def check_not_input(out: str | os.PathLike[str], *inputs: str | os.PathLike[str]
 __all__ = [
     "atomic_path",
     "atomic_write_text",
+    "check_new_file",
     "check_not_input",
     "check_replaceable",
     "fsync_dir",
