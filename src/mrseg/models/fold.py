@@ -25,14 +25,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 FOLDABLE = (nn.Conv2d, nn.ConvTranspose2d)
 
 
-def _foldable(conv: nn.Module, norm: nn.Module) -> bool:
-    return (
-        isinstance(conv, FOLDABLE)
-        and isinstance(norm, nn.BatchNorm2d)
-        and norm.track_running_stats
-        and norm.running_mean is not None
-        and conv.out_channels == norm.num_features
-    )
+def _matches(conv: nn.Conv2d | nn.ConvTranspose2d, norm: nn.BatchNorm2d) -> bool:
+    return norm.track_running_stats and norm.running_mean is not None and conv.out_channels == norm.num_features
 
 
 @torch.no_grad()
@@ -62,7 +56,7 @@ def fold_batch_norm(model: nn.Module) -> int:
             continue
         for index in range(len(module) - 1):
             conv, norm = module[index], module[index + 1]
-            if _foldable(conv, norm):
+            if isinstance(conv, FOLDABLE) and isinstance(norm, nn.BatchNorm2d) and _matches(conv, norm):
                 module[index] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, nn.ConvTranspose2d))
                 module[index + 1] = nn.Identity()
                 folded += 1
