@@ -20,6 +20,9 @@ def predict_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one set of files per slide)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1..."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast) or auto (bf16 where native)."),
+    engine: str = typer.Option(
+        "torch", "--engine", help="torch (eager), compile (torch.compile) or onnx (ONNX Runtime on the CPU)."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", help="Tiles per forward pass."),
     overlap: float = typer.Option(0.25, "--overlap", help="Fraction of a tile shared with its neighbour [0, 1)."),
     no_tissue_mask: bool = typer.Option(False, "--no-tissue-mask", help="Predict the whole slide, not only tissue."),
@@ -60,6 +63,7 @@ def predict_command(
     settings = PredictSettings(
         device=device,
         precision=precision,
+        engine=engine,
         batch_size=batch_size,
         overlap=overlap,
         tissue_mask=not no_tissue_mask,
