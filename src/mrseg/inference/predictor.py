@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -120,7 +120,9 @@ class CompiledPredictor(InferencePredictor):
         self, model: nn.Module, precision: str, channels_last: bool, device: torch.device, backend: str = "inductor"
     ) -> None:
         super().__init__(model, precision, channels_last, device)
-        options = {"freezing": True} if backend == "inductor" else None
+        options: dict[str, str | int | bool | Callable[..., Any]] | None = (
+            {"freezing": True} if backend == "inductor" else None
+        )
         self.compiled = torch.compile(model, backend=backend, options=options)
         self.compile_s: float | None = None
         self._batch: int | None = None
