@@ -66,7 +66,7 @@ def test_json_summary_without_mpp(xml_file: Path) -> None:
 
 
 def test_text_summary_with_mpp(xml_file: Path) -> None:
-    code, out = run("annotations", str(xml_file), "--mpp", "0.5")
+    code, out = run("annotations", str(xml_file), "--slide-mpp", "0.5")
     assert code == 0, out
     assert "_0" in out and "_2" in out
     assert "0.0087 mm^2" in out  # 35000 px^2 * 0.25 um^2 = 8750 um^2
@@ -107,7 +107,7 @@ def test_default_overlay_path_and_mask_file(
     ("args", "message"),
     [
         (["--overlay", "x.png"], "--overlay needs --slide"),
-        (["--mpp", "-1"], "--mpp must be positive"),
+        (["--slide-mpp", "-1"], "--slide-mpp must be positive"),
     ],
 )
 def test_bad_options(xml_file: Path, args: list[str], message: str) -> None:

@@ -45,7 +45,7 @@ def test_info_json(slide_path: Path) -> None:
 
 
 def test_info_text_backend_and_override(slide_path: Path) -> None:
-    result = runner.invoke(app, ["info", str(slide_path), "--backend", "tiffslide", "--mpp", "0.5"])
+    result = runner.invoke(app, ["info", str(slide_path), "--backend", "tiffslide", "--slide-mpp", "0.5"])
     assert result.exit_code == 0, result.output
     assert "tiffslide" in result.stdout
     assert "500 x 300 px at 0.5 um/px" in result.stdout
@@ -61,8 +61,8 @@ def test_info_real_slides(shared_data: Path) -> None:
     tcga = shared_data / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
     result = runner.invoke(app, ["info", str(tcga)])
     assert result.exit_code == 1
-    assert "--mpp" in _one_error_line(result)
-    result = runner.invoke(app, ["info", str(tcga), "--mpp", "0.5", "--json"])
+    assert "--slide-mpp" in _one_error_line(result)
+    result = runner.invoke(app, ["info", str(tcga), "--slide-mpp", "0.5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["levels"][1]["mpp"] == pytest.approx(1.0)
 
 
@@ -84,7 +84,7 @@ def test_info_unknown_backend(slide_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "mpp_args",
-    [["--mpp", "0.25", "0.5", "1"], ["--mpp", "0.25,0.5,1"], ["--mpp", "0.25", "--mpp", "0.5", "--mpp", "1"]],
+    [["--mpps", "0.25", "0.5", "1"], ["--mpps", "0.25,0.5,1"], ["--mpps", "0.25", "--mpps", "0.5", "--mpps", "1"]],
 )
 def test_patch_writes_figure(slide_path: Path, tmp_path: Path, mpp_args: list[str]) -> None:
     out = tmp_path / "figs" / "fig.png"
@@ -107,9 +107,11 @@ def test_patch_default_mpps(slide_path: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
-        (["--mpp", "1", "0.5"], "ascending"),
-        (["--mpp", "0.5", "x"], "numbers"),
-        (["--mpp", "-1"], "positive"),
+        (["--mpps", "1", "0.5"], "--mpps must be strictly ascending"),
+        (["--mpps", "0.5", "x"], "numbers"),
+        (["--mpps", "-1"], "positive"),
+        (["--backend", "pillow"], "unknown backend"),
+        (["stray"], "unexpected arguments"),
         (["--size", "0"], "size"),
         (["--center", "nan", "3"], "--center"),
     ],

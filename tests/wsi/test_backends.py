@@ -126,7 +126,7 @@ def test_user_backend_that_cannot_read_the_file(tmp_path: Path) -> None:
 def test_user_backend_mpp(tmp_path: Path, npz_slide: tuple[Path, list[np.ndarray]]) -> None:
     bare = tmp_path / "bare.npz"
     np.savez(bare, level0=coord_image(32, 32))
-    with pytest.raises(MissingMppError, match=r"bare\.npz.*--mpp"):
+    with pytest.raises(MissingMppError, match=r"bare\.npz.*--slide-mpp"):
         Slide.open(bare, backend=NpzBackend)
     with Slide.open(bare, backend=NpzBackend, mpp=0.25) as slide:
         assert slide.mpp == 0.25

@@ -117,7 +117,7 @@ def _plain_tiff(path: Path, resolution: tuple[float, float] | None, unit: str | 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_missing_mpp_names_file_and_override(tmp_path: Path, backend: str) -> None:
     path = _plain_tiff(tmp_path / "nompp.tif", None)
-    with pytest.raises(MissingMppError, match=r"nompp\.tif.*--mpp"):
+    with pytest.raises(MissingMppError, match=r"nompp\.tif.*--slide-mpp"):
         Slide.open(path, backend=backend)
     with Slide.open(path, backend=backend, mpp=0.5) as slide:
         assert slide.mpp == 0.5
@@ -370,7 +370,7 @@ def test_backends_agree_on_cmu(shared_data: Path) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tcga_slide_without_mpp(shared_data: Path, backend: str) -> None:
     path = shared_data / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
-    with pytest.raises(MissingMppError, match=r"tcga-cr-7395.*--mpp"):
+    with pytest.raises(MissingMppError, match=r"tcga-cr-7395.*--slide-mpp"):
         Slide.open(path, backend=backend)
     with Slide.open(path, backend=backend, mpp=0.5) as slide:
         assert slide.level_downsamples == (1.0, 2.0)

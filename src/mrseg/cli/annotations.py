@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mrseg.cli.app import app
+from mrseg.cli.app import command
+from mrseg.cli.options import RENAMED_SLIDE_MPP, slide_mpp_option
 from mrseg.core.errors import MrsegError
-from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP, TissueSettings
+from mrseg.core.tissue_spec import TissueSettings
+from mrseg.wsi.slide import Slide
+
+#: The default tissue-detection settings (``--tissue-mpp``'s default is theirs).
+_TISSUE = TissueSettings()
 
 
-@app.command("annotations")
+@command("annotations", renamed=RENAMED_SLIDE_MPP)
 def annotations_command(
-    file: Path = typer.Argument(..., help="ASAP XML, GeoJSON, or label mask (TIFF/PNG)."),
+    file: Path = typer.Argument(..., metavar="FILE", help="ASAP XML, GeoJSON, or label mask (TIFF/PNG)."),
     slide: Path | None = typer.Option(None, "--slide", help="The slide: gives mpp, mask scale and an overlay."),
-    mpp: float | None = typer.Option(None, "--mpp", help="Microns per level-0 pixel (overrides the slide's)."),
+    slide_mpp: float | None = slide_mpp_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     overlay: Path | None = typer.Option(
         None, "--overlay", help="Overlay PNG path (needs --slide; default ./<FILE stem>.overlay.png)."
@@ -27,15 +33,14 @@ def annotations_command(
     from mrseg.wsi.annotations import load_annotations
     from mrseg.wsi.annotations.stats import summarize, write_overlay
 
-    if mpp is not None and not mpp > 0:
-        raise MrsegError(f"--mpp must be positive, got {mpp}")
+    if slide_mpp is not None and not slide_mpp > 0:
+        raise MrsegError(f"--slide-mpp must be positive, got {slide_mpp}")
     if overlay is not None and slide is None:
         raise MrsegError("--overlay needs --slide (the overlay is drawn on the slide thumbnail)")
     opened: Any = None
+    mpp = slide_mpp
     try:
         if slide is not None:
-            from mrseg.wsi.slide import Slide
-
             opened = Slide.open(slide, mpp=mpp)
             mpp = opened.mpp
         dims = tuple(opened.dimensions) if opened is not None else None
@@ -85,7 +90,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         )
     console.print(table)
     if summary["total_area_mm2"] is None:
-        console.print("total area: unavailable in mm^2 (give --slide or --mpp)")
+        console.print("total area: unavailable in mm^2 (give --slide or --slide-mpp)")
     else:
         console.print(f"total area: {summary['total_area_mm2']:.4f} mm^2 at {summary['mpp']:g} mpp")
     bounds = summary["bounds_l0"]
@@ -94,24 +99,21 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console.print(f"overlay: {summary['overlay']}")
 
 
-@app.command("tissue")
+@command("tissue", renamed=RENAMED_SLIDE_MPP)
 def tissue_command(
-    slide: Path = typer.Argument(..., help="Slide file."),
-    tissue_mpp: float = typer.Option(
-        DEFAULT_TISSUE_MPP, "--tissue-mpp", help="Microns per pixel of the detection thumbnail."
-    ),
-    mpp: float | None = typer.Option(None, "--mpp", help="Level-0 mpp of the slide (overrides its metadata)."),
+    slide: Path = typer.Argument(..., metavar="SLIDE", help="Slide file."),
+    tissue_mpp: float = typer.Option(_TISSUE.mpp, "--tissue-mpp", help="Microns per pixel of the detection thumbnail."),
+    slide_mpp: float | None = slide_mpp_option(),
     out: Path | None = typer.Option(None, "--out", help="Write the mask (.png or .npz)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask."""
-    from mrseg.wsi.slide import Slide
     from mrseg.wsi.tissue import tissue_mask
 
     if not tissue_mpp > 0:
         raise MrsegError(f"--tissue-mpp must be positive, got {tissue_mpp}")
-    with Slide.open(slide, mpp=mpp) as opened:
-        tm = tissue_mask(opened, TissueSettings(mpp=tissue_mpp))
+    with Slide.open(slide, mpp=slide_mpp) as opened:
+        tm = tissue_mask(opened, replace(_TISSUE, mpp=tissue_mpp))
     result: dict[str, Any] = {
         "slide": str(slide),
         "tissue_mpp": tissue_mpp,

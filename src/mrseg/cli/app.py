@@ -1,24 +1,71 @@
-"""The typer application object, global options and error handling shared by all commands."""
+"""The typer application, its command classes, the global options and the error handling shared by all commands.
+
+Commands register themselves with :func:`command` (not ``app.command``): that gives them
+:class:`MrsegCommand`, which shows flags without a ``<bool>`` type, keeps renamed options working
+(with a deprecation warning), and lists them in ``mrseg --help`` in the order of the data's trip
+(:data:`COMMAND_ORDER`).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from mrseg import __version__
 from mrseg.core.errors import MrsegError
 
 log = logging.getLogger("mrseg")
 
+#: ``mrseg --help`` lists the commands in the order of the trip: slides, synthetic data, networks,
+#: training, prediction, evaluation, the demo that runs them all. Commands not listed come last.
+COMMAND_ORDER: tuple[str, ...] = (
+    "info", "patch", "annotations", "tissue", "synth", "models", "export", "train", "predict", "evaluate", "demo",
+)  # fmt: skip
 
-class _MrsegGroup(TyperGroup):
-    """Turns :class:`MrsegError` into one line on stderr and exit status 1."""
+
+def hide_flag_types(params: Iterable[Any]) -> list[Any]:
+    """Flags (``--json``, ``--x/--no-x``, ``-v`` counts) take no value: give them an empty metavar.
+
+    typer's help would otherwise show a ``<bool>`` (or ``<int>``) type column for them.
+    """
+    params = list(params)
+    for param in params:
+        takes_no_value = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        if takes_no_value and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def rename_deprecated(args: list[str], renamed: Mapping[str, str], command: str) -> list[str]:
+    """``args`` with each deprecated option name (``--old`` or ``--old=VALUE``) replaced by its new name.
+
+    One line on stderr per deprecated name used says the new one. Arguments after ``--`` are kept as they are.
+    """
+    out: list[str] = []
+    warned: set[str] = set()
+    for index, token in enumerate(args):
+        if token == "--":
+            return [*out, *args[index:]]
+        name, eq, value = token.partition("=")
+        if name in renamed:
+            if name not in warned:
+                typer.echo(f"warning: mrseg {command} {name} is deprecated; use {renamed[name]}", err=True)
+                warned.add(name)
+            token = f"{renamed[name]}{eq}{value}"
+        out.append(token)
+    return out
+
+
+class MrsegGroup(TyperGroup):
+    """The ``mrseg`` group: errors as one line, commands in the trip's order, flags without a type."""
 
     def invoke(self, ctx: Any) -> Any:  # typer >= 0.23 vendors its own click Context
+        """Turn an :class:`MrsegError` into ``error: ...`` on stderr and exit status 1 (``--debug``: raise)."""
         try:
             return super().invoke(ctx)
         except MrsegError as error:
@@ -27,10 +74,32 @@ class _MrsegGroup(TyperGroup):
             typer.echo(f"error: {error}", err=True)
             ctx.exit(1)
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The registered commands, in :data:`COMMAND_ORDER` (others after them, in registration order)."""
+        names = list(self.commands)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: (rank.get(name, len(rank)), names.index(name)))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return hide_flag_types(super().get_params(ctx))
+
+
+class MrsegCommand(TyperCommand):
+    """An ``mrseg`` command: flags without a type, and the deprecated option names of :attr:`renamed`."""
+
+    #: Deprecated option name -> its new name (``{"--mpp": "--slide-mpp"}``); set by :func:`command`.
+    renamed: ClassVar[Mapping[str, str]] = {}
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return hide_flag_types(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, rename_deprecated(args, self.renamed, self.name or ""))
+
 
 app = typer.Typer(
     name="mrseg",
-    cls=_MrsegGroup,
+    cls=MrsegGroup,
     help="Multi-resolution semantic segmentation of whole-slide images (MRN, Gu et al. 2018).",
     no_args_is_help=True,
     add_completion=False,
@@ -39,27 +108,15 @@ app = typer.Typer(
 )
 
 
-#: Context settings of commands whose list options take several values (``--mpps 0.5 1 2 4``).
-MULTI_VALUE_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": False}
+def command(name: str, *, renamed: Mapping[str, str] | None = None, **settings: Any) -> Callable[..., Any]:
+    """Register a function as the ``mrseg NAME`` command (a :class:`MrsegCommand`).
 
-
-def parse_numbers(option: str, first: list[str] | None, extra: list[str]) -> list[float]:
-    """``OPT 0.5 1 2 4``, ``OPT 0.5 OPT 1`` and ``OPT 0.5,1,2,4`` all give ``[0.5, 1, 2, 4]``.
-
-    ``first`` holds the option's own values, ``extra`` the command's extra arguments (``ctx.args``).
-
-    Raises
-    ------
-    ConfigError
-        A token is not a number.
+    ``renamed`` maps deprecated option names to their new names; ``settings`` go to ``app.command``.
     """
-    from mrseg.core.errors import ConfigError
-
-    tokens = [t for value in [*(first or []), *extra] for t in value.replace(",", " ").split()]
-    try:
-        return [float(t) for t in tokens]
-    except ValueError as error:
-        raise ConfigError(f"{option} takes numbers (microns per pixel), got {tokens}") from error
+    cls: type[MrsegCommand] = MrsegCommand
+    if renamed:
+        cls = type(f"{name.title()}Command", (MrsegCommand,), {"renamed": dict(renamed)})
+    return app.command(name, cls=cls, **settings)
 
 
 def _version(value: bool) -> None:

@@ -10,28 +10,37 @@ from pathlib import Path
 
 import typer
 
-from mrseg.cli.app import app
+from mrseg.cli.app import command
+from mrseg.cli.options import device_option
 from mrseg.core.errors import ConfigError
 
 log = logging.getLogger("mrseg.cli")
 
 
-@app.command("demo")
+@command("demo")
 def demo_command(
     out: Path = typer.Option(Path("mrseg-demo"), "--out", "-o", help="Demo folder (finished stages are reused)."),
     quick: bool = typer.Option(False, "--quick", help="Tiny slides and a few steps (about a minute; smoke test)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
+    device: str = device_option(),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore finished stages and redo everything."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data splits and of training."),
-    overrides: list[str] = typer.Option(
-        None, "--set", help="Override the shared training recipe, e.g. --set train.epochs=40 (repeatable)."
+    overrides: list[str] | None = typer.Option(
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override the shared training recipe, e.g. --set train.epochs=40 (repeatable).",
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="Slide-generation processes and prediction reader threads (default: min(2, CPUs))."
+        None,
+        "--workers",
+        help="Slide-generation processes and prediction reader threads (default: the preset's, at most the CPUs).",
     ),
 ) -> None:
-    """Generate train/val/test synthetic slides, train U-Nets at 0.5/1/2/4 µm/px and both MRNs, predict,
-    evaluate, and write OUT/report.html (+ report.md, results.json, PNGs). Prints the metrics table."""
+    """The paper's experiment end to end on synthetic slides; prints the metrics table.
+
+    Generates train/val/test synthetic slides, trains U-Nets at 0.5/1/2/4 µm/px and both MRNs,
+    predicts, evaluates, and writes OUT/report.html (+ report.md, results.json, PNGs).
+    """
     from rich.console import Console
 
     from mrseg.core.overrides import parse_overrides
@@ -40,9 +49,9 @@ def demo_command(
 
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
-    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    make = quick_settings if quick else default_settings
-    settings = make(seed=seed, device=device, workers=n_workers)
+    settings = (quick_settings if quick else default_settings)(seed=seed, device=device)
+    n_workers = workers if workers is not None else min(settings.workers, os.cpu_count() or 1)
+    settings = replace(settings, workers=n_workers)
     if overrides:
         settings = replace(settings, train={**settings.train, **parse_overrides(overrides)})
     result = run_demo(out, settings, fresh=fresh, progress=sys.stderr.isatty())

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import typer
 
-from mrseg.cli.app import MULTI_VALUE_ARGS, app, parse_numbers
+from mrseg.cli.app import command
+from mrseg.cli.options import DEFAULT_PATCH_PX, MULTI_VALUE_ARGS, mpps_option, mpps_value
 from mrseg.core.errors import ConfigError
 
 
-@app.command("models", context_settings=MULTI_VALUE_ARGS)
+@command("models", context_settings=MULTI_VALUE_ARGS)
 def models_command(
     ctx: typer.Context,
-    size: int = typer.Option(512, "--size", help="Tile edge in pixels (at each patch's own mpp)."),
-    mpps: list[str] = typer.Option(
-        None, "--mpps", help="Resolutions in microns per pixel, finest first: --mpps 0.5 1 2 4 [default: 0.5 1 2 4]."
-    ),
+    size: int = typer.Option(DEFAULT_PATCH_PX, "--size", help="Tile edge in pixels (at each patch's own mpp)."),
+    mpps: list[str] = mpps_option("Input resolutions of the MRNs in microns per pixel (the U-Net takes the first)."),
     width: int = typer.Option(32, "--width", help="Base channels F (doubling per level)."),
     depth: int = typer.Option(4, "--depth", help="Pooling levels D."),
     classes: int = typer.Option(1, "--classes", help="Logit channels C."),
@@ -35,9 +34,7 @@ def models_command(
     from mrseg.models.profile import profile_model
     from mrseg.models.sizes import describe_valid_sizes
 
-    if ctx.args and mpps is None:
-        raise ConfigError(f"unexpected arguments {ctx.args}")
-    values = parse_numbers("--mpps", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
+    values = list(mpps_value(ctx, mpps))
     models = {}
     with torch.device("meta"):  # shapes only: profiling needs no weights
         for name in model_names():
@@ -77,10 +74,10 @@ def models_command(
     console.print(table)
 
 
-@app.command("export")
+@command("export")
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="An mrseg checkpoint (.pt)."),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="An mrseg checkpoint (.pt)."),
+    format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|torchscript", help="Export format."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (written atomically after verification)."),
     atol: float = typer.Option(1e-4, "--atol", help="Largest accepted |exported - PyTorch| on random input."),
 ) -> None:

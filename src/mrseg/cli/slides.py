@@ -10,12 +10,22 @@ from typing import Any
 
 import typer
 
-from mrseg.cli.app import MULTI_VALUE_ARGS, app, parse_numbers
+from mrseg.cli.app import command
+from mrseg.cli.options import (
+    DEFAULT_PATCH_PX,
+    MULTI_VALUE_ARGS,
+    RENAMED_SLIDE_MPP,
+    backend_option,
+    mpps_option,
+    mpps_value,
+    slide_mpp_option,
+)
+from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import ConfigError
+from mrseg.core.input_spec import InputSpec
+from mrseg.wsi.slide import Slide
 
 log = logging.getLogger(__name__)
-
-_BACKEND_HELP = "auto (OpenSlide, falling back to tiffslide), openslide or tiffslide."
 
 
 def slide_facts(slide: Any) -> dict[str, Any]:
@@ -35,17 +45,15 @@ def slide_facts(slide: Any) -> dict[str, Any]:
     }
 
 
-@app.command("info")
+@command("info", renamed=RENAMED_SLIDE_MPP)
 def info_command(
     slide_path: Path = typer.Argument(..., metavar="SLIDE", help="Slide file (any OpenSlide format or TIFF)."),
-    mpp: float | None = typer.Option(None, "--mpp", help="Microns per level-0 pixel (overrides the metadata)."),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    slide_mpp: float | None = slide_mpp_option(),
+    backend: str = backend_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Print a slide's size, pyramid levels with their mpp, vendor and associated images."""
-    from mrseg.wsi.slide import Slide
-
-    with Slide.open(slide_path, backend=backend, mpp=mpp) as slide:
+    with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
         facts = slide_facts(slide)
     if as_json:
         typer.echo(json.dumps(facts))
@@ -65,33 +73,23 @@ def info_command(
     typer.echo(f"  associated images: {names}")
 
 
-@app.command("patch", context_settings=MULTI_VALUE_ARGS)
+@command("patch", renamed={"--mpp": "--mpps"}, context_settings=MULTI_VALUE_ARGS)
 def patch_command(
     ctx: typer.Context,
     slide_path: Path = typer.Argument(..., metavar="SLIDE", help="Slide file."),
-    center: tuple[float, float] = typer.Option(..., "--center", help="Centre X Y in level-0 pixels."),
-    mpps: list[str] = typer.Option(
-        None, "--mpp", help="Resolutions in microns per pixel, finest first: --mpp 0.5 1 2 4 [default: 0.5 1 2 4]."
-    ),
-    size: int = typer.Option(512, "--size", help="Patch edge in pixels (at each patch's own mpp)."),
+    center: tuple[float, float] = typer.Option(..., "--center", metavar="X Y", help="Centre in level-0 pixels."),
+    mpps: list[str] = mpps_option("Resolutions of the patches in microns per pixel."),
+    size: int = typer.Option(DEFAULT_PATCH_PX, "--size", help="Patch edge in pixels (at each patch's own mpp)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output PNG (written atomically)."),
-    slide_mpp: float | None = typer.Option(
-        None, "--slide-mpp", help="Microns per level-0 pixel of the slide (overrides the metadata)."
-    ),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    slide_mpp: float | None = slide_mpp_option(),
+    backend: str = backend_option(),
 ) -> None:
     """Write the concentric patches around one centre side by side, finer fields of view outlined."""
     from PIL import Image
 
-    from mrseg.core.atomic import atomic_path
-    from mrseg.core.input_spec import InputSpec
     from mrseg.wsi.concentric import concentric_figure, read_concentric
-    from mrseg.wsi.slide import Slide
 
-    if ctx.args and mpps is None:
-        raise ConfigError(f"unexpected arguments {ctx.args}")
-    values = parse_numbers("--mpp", mpps, list(ctx.args)) or [0.5, 1.0, 2.0, 4.0]
-    spec = InputSpec(mpps=tuple(values), size_px=size)
+    spec = InputSpec(mpps=mpps_value(ctx, mpps), size_px=size)
     if not all(math.isfinite(c) for c in center):
         raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:

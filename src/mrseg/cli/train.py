@@ -7,29 +7,30 @@ from pathlib import Path
 
 import typer
 
-from mrseg.cli.app import app
+from mrseg.cli.app import command
+from mrseg.cli.options import device_option
 from mrseg.core.errors import ConfigError
 
 log = logging.getLogger("mrseg")
 
 
-@app.command()
+@command("train")
 def train(
-    config: str = typer.Option(
+    config: str | None = typer.Option(
         None, "--config", "-c", help="YAML recipe: a file or a packaged name (e.g. synthetic_mrn_bilinear)."
     ),
-    data: Path = typer.Option(
+    data: Path | None = typer.Option(
         None, "--data", "-d", help="Manifest (CSV/YAML), CAMELYON16 folder or `mrseg synth` folder."
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Run folder (config, metrics, checkpoints, plots)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (config, metrics, checkpoints, plots)."),
     overrides: list[str] = typer.Option(
-        [], "--set", "-s", help="Override a config field, e.g. --set train.epochs=2 (repeatable)."
+        [], "--set", "-s", metavar="KEY=VALUE", help="Override a config field, e.g. --set train.epochs=2 (repeatable)."
     ),
-    resume: Path = typer.Option(
+    resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in RUN_DIR exactly from its last.pt (config from the run)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    progress: bool = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: on a TTY)."),
+    device: str = device_option(),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: on a TTY)."),
 ) -> None:
     """Train a model; one log line per epoch, best.pt by lowest validation loss.
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler,
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import DEFAULT_MEAN, DEFAULT_STD, InputSpec, check_mpps
 from mrseg.core.tissue_spec import TissueSettings
+from mrseg.models.registry import model_names
+from mrseg.wsi.backends.registry import check_backend
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def core_type(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
 class ModelConfig(Section):
     """Network and input definition (everything that shapes the model; stored in checkpoints)."""
 
-    name: Literal["unet", "mrn_bilinear", "mrn_transposed"] = "mrn_bilinear"
+    name: str = Field(default="mrn_bilinear", description="a registered architecture (mrseg.models.model_names())")
     mpps: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     patch_size: int = Field(default=512, gt=0, description="edge of every square patch, pixels at its own mpp")
     num_classes: int = Field(
@@ -48,6 +50,13 @@ class ModelConfig(Section):
     mean: tuple[float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float] = DEFAULT_STD
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra create_model keyword arguments")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in model_names():
+            raise ValueError(f"unknown model {v!r}; choose one of {model_names()}")
+        return v
 
     @field_validator("mpps", mode="before")
     @classmethod
@@ -86,7 +95,7 @@ class DataConfig(Section):
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="held-out share of slides")
     split: Literal["auto", "manifest", "random"] = "auto"
     split_seed: int = 0
-    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
+    backend: str = Field(default="auto", description="slide backend: auto, openslide, tiffslide or a registered name")
     tissue: TissueSettings = Field(
         default_factory=TissueSettings, description="tissue detection of sampling (stored in checkpoints)"
     )
@@ -94,6 +103,14 @@ class DataConfig(Section):
     prefetch_factor: int = Field(default=4, ge=1)
 
     _tissue = field_validator("tissue", mode="wrap")(core_type)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        try:
+            return str(check_backend(v))
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
 
     @model_validator(mode="before")
     @classmethod

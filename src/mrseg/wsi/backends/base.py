@@ -168,12 +168,12 @@ def resolve_mpp(path: Path, reported: tuple[float, float] | None, override: floa
     if x is None or y is None:
         raise MissingMppError(
             f"{path}: no microns-per-pixel (mpp) in the slide metadata; give it explicitly "
-            "(--mpp on the command line, mpp= in Python)"
+            "(--slide-mpp on the command line, mpp= in Python)"
         )
     mean = (x + y) / 2
     if abs(x - y) / mean > ANISOTROPY_TOLERANCE:
         raise SlideError(
             f"{path}: anisotropic pixels (mpp-x {x:g} != mpp-y {y:g}) are not supported; "
-            "resample the slide or give one mpp with --mpp"
+            "resample the slide or give one mpp with --slide-mpp"
         )
     return mean
