@@ -209,6 +209,29 @@ def print_table(summary: dict[str, dict[str, Any]], runs: dict[str, list[dict[st
     print(f"\n  peer: model busy {statistics.median(r['model_busy_s'] for r in peer):.2f}, wall/tile loop as above")
 
 
+def report(
+    args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], load: list[float], warm: dict[str, Any]
+) -> None:
+    """Print the table of the repetitions so far and write the JSON."""
+    for r in runs["peer"]:
+        r["tiles"] = r["tiles_processed"]
+    summary = {name: summarise(rs, runs["peer"]) for name, rs in runs.items()}
+    print_table(summary, runs, load)
+    result = {
+        "benchmark": "peer",
+        "command": " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+        "load_average": load,
+        "args": {k: str(v) for k, v in vars(args).items() if k != "_mrseg"},
+        "summary": summary,
+        "warm_up": warm,
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nwritten {args.out}", flush=True)
+
+
 # ------------------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,6 +249,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--engines", nargs="+", default=["torch", "onnx"], help="mrseg engines of this checkout")
     p.add_argument("--today", type=Path, default=None, help="src folder of the code to compare with (its defaults)")
+    p.add_argument("--no-warm-up", action="store_true", help="skip the untimed first run of each variant")
     p.add_argument("--model-batches", type=int, default=6, help="batches of the model-only measurement")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peer.json")
     p.add_argument("--_mrseg", help=argparse.SUPPRESS)
@@ -255,8 +279,8 @@ def main() -> None:
         "base_width": args.width, "depth": args.depth, "threads": args.threads, "seed": 0,
         "workers": args.peer_workers, "mask": True,
     }  # fmt: skip
-    warm = {}
-    for name, (src, engine) in variants.items():  # untimed: fills the engine cache and the page cache
+    warm: dict[str, Any] = {}
+    for name, (src, engine) in {} if args.no_warm_up else variants.items():  # untimed: engine and page caches
         tag = name.replace(" ", "_")
         warm[name] = run_mrseg({**base, "engine": engine, "out": str(work / f"warm_{tag}"), "tag": tag}, src)
         print(f"[warm-up] {name}: engine init {warm[name]['engine_init_s']:.1f} s", flush=True)
@@ -274,23 +298,7 @@ def main() -> None:
             r = run_mrseg({**base, "engine": engine, "out": str(work / tag), "tag": tag}, src)
             runs[name].append(r)
             print(f"[{rep}] {name}: {r['tiles']} tiles {r['wall_s']:.1f} s {r['tiles_per_s']:.2f}/s", flush=True)
-    for r in runs["peer"]:
-        r["tiles"] = r["tiles_processed"]
-    summary = {name: summarise(rs, runs["peer"]) for name, rs in runs.items()}
-    print_table(summary, runs, load)
-    result = {
-        "benchmark": "peer",
-        "command": " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
-        "load_average": load,
-        "args": {k: str(v) for k, v in vars(args).items() if k != "_mrseg"},
-        "summary": summary,
-        "warm_up": warm,
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwritten {args.out}")
+        report(args, runs, load, warm)  # after every repetition, so a stopped run still leaves its figures
 
 
 if __name__ == "__main__":
