@@ -40,8 +40,7 @@ def predict_command(
     engine: str = typer.Option(
         _DEFAULTS.engine,
         "--engine",
-        metavar="|".join(ENGINES),
-        help="torch (eager), compile (torch.compile) or onnx (ONNX Runtime on the CPU).",
+        help=f"What runs the network: {', '.join(ENGINES)} (eager, torch.compile, ONNX Runtime on the CPU).",
     ),
     batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help="Tiles per forward pass."),
     overlap: float = typer.Option(

@@ -91,4 +91,11 @@ class OverlayWriter(Writer):
         return {}
 
 
-__all__ = ["OVERLAY_MAX_SIDE", "PNG_COMPRESS_LEVEL", "OverlayWriter", "overlay_from_map", "thumbnail_mpp", "write_overlay"]
+__all__ = [
+    "OVERLAY_MAX_SIDE",
+    "PNG_COMPRESS_LEVEL",
+    "OverlayWriter",
+    "overlay_from_map",
+    "thumbnail_mpp",
+    "write_overlay",
+]
