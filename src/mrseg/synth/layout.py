@@ -17,6 +17,7 @@ mimics away from it). A 32-um field of view inside a lesion cannot see the ring;
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,6 +120,23 @@ class _Placer:
                 x, y = xy[np.argmax(inside)]
                 return float(x), float(y)
         return None
+
+    def scatter(
+        self, density_per_mm2: float, area_um2: float, try_place: Callable[[tuple[float, float]], bool]
+    ) -> None:
+        """Place a Poisson number of structures (``density_per_mm2`` over ``area_um2`` square microns).
+
+        Each structure gets up to 20 random centres in the tissue (microns); ``try_place(centre)`` draws
+        and adds it and says whether it fitted. Stops early when no centre can be found.
+        """
+        n = self.rng.poisson(density_per_mm2 * area_um2 / 1e6)
+        for _ in range(n):
+            for _attempt in range(20):
+                centre = self.random_point()
+                if centre is None:
+                    return
+                if try_place(centre):
+                    break
 
     def room(self, centre: tuple[float, float], reach: float, body_reach: float, clearance: dict[str, float]) -> bool:
         """Cheap necessary condition for :meth:`fits` of a shape containing discs around ``centre``.
@@ -234,64 +252,58 @@ def _place_foci(placer: _Placer, layout: SlideLayout, p: SynthParams) -> None:
     if not layout.has_tumour:
         return
     rng = placer.rng
-    n = rng.poisson(p.focus_density_per_mm2 * layout.tissue.area / 1e6)
     context = p.mantle_gap_um[1] + p.mantle_width_um[1]
-    for _ in range(n):
-        for _attempt in range(20):
-            centre = placer.random_point()
-            if centre is None:
-                return
-            radius = _loguniform(rng, p.focus_radius_um)
-            poly = blob(rng, centre, radius, p.focus_irregularity, harmonics=12, aspect=float(rng.uniform(1.0, 1.6)))
-            if placer.fits(poly.buffer(30.0), poly, {"lesion": context, "tumour": 25.0, "follicle": context}):
-                layout.lesions.append(Lesion("focus", poly))
-                placer.add(poly, "tumour")
-                break
+
+    def focus(centre: tuple[float, float]) -> bool:
+        radius = _loguniform(rng, p.focus_radius_um)
+        poly = blob(rng, centre, radius, p.focus_irregularity, harmonics=12, aspect=float(rng.uniform(1.0, 1.6)))
+        if not placer.fits(poly.buffer(30.0), poly, {"lesion": context, "tumour": 25.0, "follicle": context}):
+            return False
+        layout.lesions.append(Lesion("focus", poly))
+        placer.add(poly, "tumour")
+        return True
+
+    placer.scatter(p.focus_density_per_mm2, layout.tissue.area, focus)
 
 
 def _place_follicles(placer: _Placer, layout: SlideLayout, p: SynthParams) -> None:
     rng = placer.rng
-    n = rng.poisson(p.follicle_density_per_mm2 * layout.tissue.area / 1e6)
     context = p.mantle_gap_um[1] + p.mantle_width_um[1]
-    for _ in range(n):
-        for _attempt in range(20):
-            centre = placer.random_point()
-            if centre is None:
-                return
-            poly = blob(rng, centre, _loguniform(rng, p.follicle_radius_um), 0.1, aspect=float(rng.uniform(1, 1.3)))
-            if placer.fits(poly, poly, {"lesion": 15.0, "tumour": context, "follicle": 15.0}):
-                layout.follicles.append(poly)
-                placer.add(poly, "follicle")
-                break
+
+    def follicle(centre: tuple[float, float]) -> bool:
+        poly = blob(rng, centre, _loguniform(rng, p.follicle_radius_um), 0.1, aspect=float(rng.uniform(1, 1.3)))
+        if not placer.fits(poly, poly, {"lesion": 15.0, "tumour": context, "follicle": 15.0}):
+            return False
+        layout.follicles.append(poly)
+        placer.add(poly, "follicle")
+        return True
+
+    placer.scatter(p.follicle_density_per_mm2, layout.tissue.area, follicle)
 
 
 def _place_fat(placer: _Placer, layout: SlideLayout, p: SynthParams) -> None:
     rng = placer.rng
-    n = rng.poisson(p.fat_density_per_mm2 * layout.tissue.area / 1e6)
-    for _ in range(n):
-        for _attempt in range(20):
-            centre = placer.random_point()
-            if centre is None:
-                return
-            lobule = blob(
-                rng, centre, _loguniform(rng, p.fat_lobule_radius_um), 0.15, aspect=float(rng.uniform(1, 1.5))
-            )
-            lobule = lobule.intersection(layout.tissue.buffer(-5.0))
-            if lobule.is_empty or lobule.area < 1000 or not placer.fits(Point(centre), lobule, _MISC_CLEARANCE):
-                continue
-            cell_r = _loguniform(rng, p.fat_cell_radius_um)
-            minx, miny, maxx, maxy = lobule.bounds
-            gx, gy = np.meshgrid(np.arange(minx, maxx, 1.7 * cell_r), np.arange(miny, maxy, 1.7 * cell_r))
-            pts = np.column_stack([gx.ravel(), gy.ravel()]) + rng.uniform(-0.6, 0.6, (gx.size, 2)) * cell_r
-            if len(pts) >= 2:
-                cells = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=lobule)
-                septum = float(rng.uniform(0.8, 1.5))
-                cells = shapely.intersection(lobule, shapely.get_parts(cells)).tolist()
-                shrunk = [c.buffer(-septum) for c in cells]
-                layout.fat_cells.append(shapely.union_all([c for c in shrunk if not c.is_empty]))
-            layout.fat_lobules.append(lobule)
-            placer.add(lobule, "misc")
-            break
+
+    def fat_lobule(centre: tuple[float, float]) -> bool:
+        lobule = blob(rng, centre, _loguniform(rng, p.fat_lobule_radius_um), 0.15, aspect=float(rng.uniform(1, 1.5)))
+        lobule = lobule.intersection(layout.tissue.buffer(-5.0))
+        if lobule.is_empty or lobule.area < 1000 or not placer.fits(Point(centre), lobule, _MISC_CLEARANCE):
+            return False
+        cell_r = _loguniform(rng, p.fat_cell_radius_um)
+        minx, miny, maxx, maxy = lobule.bounds
+        gx, gy = np.meshgrid(np.arange(minx, maxx, 1.7 * cell_r), np.arange(miny, maxy, 1.7 * cell_r))
+        pts = np.column_stack([gx.ravel(), gy.ravel()]) + rng.uniform(-0.6, 0.6, (gx.size, 2)) * cell_r
+        if len(pts) >= 2:
+            cells = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=lobule)
+            septum = float(rng.uniform(0.8, 1.5))
+            cells = shapely.intersection(lobule, shapely.get_parts(cells)).tolist()
+            shrunk = [c.buffer(-septum) for c in cells]
+            layout.fat_cells.append(shapely.union_all([c for c in shrunk if not c.is_empty]))
+        layout.fat_lobules.append(lobule)
+        placer.add(lobule, "misc")
+        return True
+
+    placer.scatter(p.fat_density_per_mm2, layout.tissue.area, fat_lobule)
 
 
 _MISC_CLEARANCE = {"lesion": 30.0, "tumour": 30.0, "follicle": 10.0, "misc": 10.0}
@@ -299,27 +311,25 @@ _MISC_CLEARANCE = {"lesion": 30.0, "tumour": 30.0, "follicle": 10.0, "misc": 10.
 
 def _place_vessels(placer: _Placer, layout: SlideLayout, p: SynthParams) -> None:
     rng = placer.rng
-    n = rng.poisson(p.vessel_density_per_mm2 * layout.tissue.area / 1e6)
-    for _ in range(n):
-        for _attempt in range(20):
-            start = placer.random_point()
-            if start is None:
-                return
-            length = _loguniform(rng, p.vessel_length_um)
-            steps = max(2, int(length / 10.0))
-            heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(scale=0.08, size=steps))
-            xy = np.asarray(start) + np.cumsum(10.0 * np.column_stack([np.cos(heading), np.sin(heading)]), axis=0)
-            line = LineString(np.vstack([start, xy]))
-            radius = _loguniform(rng, p.vessel_radius_um)
-            wall = float(rng.uniform(*p.vessel_wall_um))
-            outer = line.buffer(radius + wall).intersection(layout.tissue.buffer(-2.0))
-            if outer.is_empty or not placer.fits(Point(start), outer, _MISC_CLEARANCE):
-                continue
-            lumen = line.buffer(radius).intersection(outer)
-            layout.vessel_walls.append(outer.difference(lumen))
-            layout.vessel_lumens.append(lumen)
-            placer.add(outer, "misc")
-            break
+
+    def vessel(start: tuple[float, float]) -> bool:
+        length = _loguniform(rng, p.vessel_length_um)
+        steps = max(2, int(length / 10.0))
+        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(scale=0.08, size=steps))
+        xy = np.asarray(start) + np.cumsum(10.0 * np.column_stack([np.cos(heading), np.sin(heading)]), axis=0)
+        line = LineString(np.vstack([start, xy]))
+        radius = _loguniform(rng, p.vessel_radius_um)
+        wall = float(rng.uniform(*p.vessel_wall_um))
+        outer = line.buffer(radius + wall).intersection(layout.tissue.buffer(-2.0))
+        if outer.is_empty or not placer.fits(Point(start), outer, _MISC_CLEARANCE):
+            return False
+        lumen = line.buffer(radius).intersection(outer)
+        layout.vessel_walls.append(outer.difference(lumen))
+        layout.vessel_lumens.append(lumen)
+        placer.add(outer, "misc")
+        return True
+
+    placer.scatter(p.vessel_density_per_mm2, layout.tissue.area, vessel)
 
 
 def make_layout(rng: np.random.Generator, width_um: float, height_um: float, params: SynthParams) -> SlideLayout:
