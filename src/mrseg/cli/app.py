@@ -24,7 +24,8 @@ log = logging.getLogger("mrseg")
 #: ``mrseg --help`` lists the commands in the order of the trip: slides, synthetic data, networks,
 #: training, prediction, evaluation, the demo that runs them all. Commands not listed come last.
 COMMAND_ORDER: tuple[str, ...] = (
-    "info", "patch", "annotations", "tissue", "synth", "models", "export", "train", "predict", "evaluate", "demo",
+    "info", "patch", "annotations", "tissue", "synth", "models", "export", "train", "predict", "evaluate", "view",
+    "demo",
 )  # fmt: skip
 
 

@@ -62,7 +62,8 @@ def predict_command(
         list(_DEFAULTS.writers),
         "--writers",
         metavar="NAME,...",
-        help="Outputs: tiff (probability maps), labels (label map, multi-class), overlay (PNG), geojson (polygons).",
+        help="Outputs: tiff (probability maps), labels (label map, multi-class), overlay (PNG), geojson (polygons), "
+        "asap (ASAP XML regions), level0 (maps on the slide's level-0 grid, for ASAP and QuPath), ome (OME-TIFF maps).",
     ),
     geojson: bool = typer.Option(False, "--geojson", help="Add the geojson writer (QuPath polygons >= --threshold)."),
     threshold: float = typer.Option(_DEFAULTS.threshold, "--threshold", help="Probability threshold of the polygons."),

@@ -1,8 +1,8 @@
-"""The demo's stages: data -> train (six models) -> predict (val, test) -> evaluate -> mimics -> report.
+"""The demo's stages: data -> train (six models) -> predict (val, test by default) -> evaluate -> mimics -> report.
 
 Folder layout of ``DIR`` (every path below is relative to it)::
 
-    data/{train,val,test}/      mrseg synth outputs (slides, annotations, masks, layouts, manifest.csv)
+    data/{train,val,test,val2}/ mrseg synth outputs (slides, annotations, masks, layouts, manifest.csv)
     data/train_val.csv          training manifest: train slides (split=train) and val slides (split=val)
     runs/<model>/               mrseg train run folders (best.pt, last.pt, metrics.csv, config.yaml...)
     preds/<split>/<model>/      mrseg predict outputs (<stem>.tif, <stem>_overlay.png, <stem>.json)
@@ -19,6 +19,7 @@ stages are the functions of :mod:`mrseg.demo.stages`; :func:`run_demo` chains th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrseg.core.atomic import atomic_write_text
 from mrseg.core.device import resolve_device
 from mrseg.demo.cache import StageRecord, StageRunner
 from mrseg.demo.report import write_report
@@ -117,6 +119,10 @@ def report_stage(
         run.root, run.settings, run.device, run.specs, metrics, mimic, train_info, run.runner.records, panel
     )
     results["total_seconds"] = time.perf_counter() - t_start
+    if "test" not in run.eval_splits:  # tuning mode: numbers only, the report is about held-out test slides
+        path = atomic_write_text(run.root / "results.json", json.dumps(results, indent=2, default=str))
+        log.info("results (no test split, no report): %s", path)
+        return DemoResult(run.root, results, path, path, run.runner.records)
     html, md = write_report(run.root, results)
     log.info("report: %s", html)
     return DemoResult(run.root, results, html, md, run.runner.records)

@@ -3,7 +3,10 @@
 An *epoch* on whole slides is not a pass over a finite data set: it is ``train.steps_per_epoch``
 optimiser steps of ``train.batch_size`` freshly sampled patches per process (so
 ``steps_per_epoch * batch_size * world_size`` patches), followed by the fixed validation set of
-``sampling.val_samples`` centres. The best model is the one with the lowest validation loss.
+``sampling.val_samples`` centres. The best model is the one ``train.select`` picks: the lowest
+validation loss (default), the highest validation pixel AUC, or the last epoch. With
+``sampling.hard_negative_*`` set, the model mines hard negatives after chosen epochs
+(:mod:`mrseg.training.mining`).
 
 Run folder: ``config.yaml`` (resolved), ``metrics.csv``, ``tensorboard/``, ``best.pt``, ``last.pt``
 and ``loss_curve.png``. ``last.pt`` is written before the first epoch and after every epoch, so an
@@ -13,7 +16,7 @@ interruption (SIGINT/SIGTERM) or a slide that fails to read loses at most the cu
 The plan of :func:`train`: seed, open the checkpoint to resume (if any), prepare the data (every
 file checked up front), build the run state (:mod:`mrseg.training.state`), open the run folder,
 then per epoch: optimiser steps and validation (:mod:`mrseg.training.epoch`), then scheduler,
-best-model tracking, checkpoints and the metrics row.
+best-model tracking, checkpoints and the metrics row, then (when configured) a mining round.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from mrseg.training.config import Config, apply_overrides, config_from_dict, dif
 from mrseg.training.epoch import StepHook, make_loader, progress_bars, stop_workers, train_steps, validate
 from mrseg.training.interrupt import StopFlag, TrainingInterrupted, worker_error
 from mrseg.training.losses import l2_penalty
+from mrseg.training.mining import mine_hard_negatives, mines_after
 from mrseg.training.runlog import EpochMetrics, RunLog
 from mrseg.training.sampling import EpochSampler, PatchDataset, load_datasets
 from mrseg.training.state import RunState, build_model, seed_everything, start_run
@@ -160,7 +164,9 @@ def _train(
     train_ds, val_ds = _prepare_data(config, ctx)
     run = start_run(config, ctx, ckpt)
     if ckpt is not None:
-        log.info("resuming %s at epoch %d (best val loss %.4g)", out, run.start_epoch, run.best)
+        log.info("resuming %s at epoch %d (best val loss %.4g)", out, run.start_epoch, run.best_loss)
+    if run.hard_pool is not None:
+        train_ds.set_hard_pool(run.hard_pool, config.sampling.hard_negative_fraction)
     runlog = _open_run_folder(run, out, fresh=ckpt is None)
     loaders = _make_loaders(run, train_ds, val_ds)
     try:
@@ -249,8 +255,10 @@ def _run_epochs(
             t0 = time.perf_counter()
             loaders.sampler.set_epoch(epoch)
             bars.reset(batch_task, total=t.steps_per_epoch, description=f"epoch {epoch}")
-            seen, val_loss, train_time = _epoch(run, loaders, epoch, out, stop, bars, batch_task, on_step, t0)
-            _finish_epoch(run, epoch, seen, val_loss, train_time, t0, out, runlog)
+            seen, val, train_time = _epoch(run, loaders, epoch, out, stop, bars, batch_task, on_step, t0)
+            _finish_epoch(run, epoch, seen, val, train_time, t0, out, runlog)
+            if mines_after(run.config, epoch):
+                _mine(run, loaders, epoch, out, val[0])
             bars.advance(epoch_task)
             run.completed = epoch
             D.barrier(run.ctx)
@@ -270,8 +278,8 @@ def _epoch(
     batch_task: TaskID,
     on_step: StepHook | None,
     t0: float,
-) -> tuple[tuple[float, int], float, float]:
-    """Steps and validation of one epoch: ((loss sum, samples) of this rank, val loss, training seconds).
+) -> tuple[tuple[float, int], tuple[float, float], float]:
+    """Steps and validation of one epoch: ((loss sum, samples) of this rank, (val loss, val AUC), training seconds).
 
     Raises
     ------
@@ -305,7 +313,7 @@ def _finish_epoch(
     run: RunState,
     epoch: int,
     seen: tuple[float, int],
-    val_loss: float,
+    val: tuple[float, float],
     train_time: float,
     t0: float,
     out: Path,
@@ -314,21 +322,40 @@ def _finish_epoch(
     """Scheduler and best-model tracking; on rank 0 ``best.pt``, ``last.pt``, the metrics row and the log line."""
     tot_loss, tot_n = D.all_reduce_sum([seen[0], float(seen[1])], run.ctx)
     train_loss = tot_loss / max(tot_n, 1.0)
-    l2_value = float(l2_penalty(run.raw_model, run.config.train.l2).detach())
+    t = run.config.train
+    # the penalty of the chosen reading (the Keras sum, for information, when the decay is decoupled)
+    l2_value = float(l2_penalty(run.raw_model, t.l2, "half_sum" if t.l2_mode == "half_sum" else "sum").detach())
     lr = float(run.optimizer.param_groups[0]["lr"])
-    improved = run.end_epoch(epoch, val_loss)
+    val_loss, val_auc = val
+    improved = run.end_epoch(epoch, val_loss, val_auc)
     if runlog is None:
         return
     if improved:
         save_checkpoint(out / BEST, run.checkpoint(epoch, val_loss, with_state=False))
     save_checkpoint(out / LAST, run.checkpoint(epoch, val_loss, with_state=True))
     elapsed = time.perf_counter() - t0
-    runlog.add(EpochMetrics(epoch, train_loss, val_loss, l2_value, lr, tot_n / train_time, elapsed))
+    runlog.add(EpochMetrics(epoch, train_loss, val_loss, l2_value, lr, tot_n / train_time, elapsed, val_auc))
     log.info(
-        "epoch %d/%d  train %.4f  val %.4f%s  l2 %.4f  lr %.2e  %.1f samples/s  %.1f s",
-        epoch, run.config.train.epochs, train_loss, val_loss, " *" if improved else "", l2_value, lr,
+        "epoch %d/%d  train %.4f  val %.4f  val AUC %.4f%s  l2 %.4f  lr %.2e  %.1f samples/s  %.1f s",
+        epoch, t.epochs, train_loss, val_loss, val_auc, " *" if improved else "", l2_value, lr,
         tot_n / train_time, elapsed,
     )  # fmt: skip
+
+
+def _mine(run: RunState, loaders: _Loaders, epoch: int, out: Path, val_loss: float) -> None:
+    """One hard-negative round after ``epoch``: new pool, a fresh training loader, ``last.pt`` re-saved."""
+    config, ctx = run.config, run.ctx
+    train_ds = loaders.train.dataset
+    assert isinstance(train_ds, PatchDataset)
+    run.hard_pool = mine_hard_negatives(
+        run.raw_model, train_ds, config, config.sampling.hard_negative_epochs.index(epoch),
+        device=ctx.device, rank=ctx.rank, world_size=ctx.world_size,
+    )  # fmt: skip
+    train_ds.set_hard_pool(run.hard_pool, config.sampling.hard_negative_fraction)
+    stop_workers(loaders.train)  # persistent workers hold the old data set
+    loaders.train = make_loader(train_ds, loaders.sampler, config, ctx.device)
+    if ctx.is_main:
+        save_checkpoint(out / LAST, run.checkpoint(epoch, val_loss, with_state=True))
 
 
 __all__ = [

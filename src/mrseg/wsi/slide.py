@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mrseg.core.errors import SlideError
+from mrseg.core.errors import MissingMppError, SlideError
 from mrseg.wsi import geometry as geo
 from mrseg.wsi.backends import AUTO, BACKGROUND, BackendSpec, SlideBackend, backend_name, open_backend, resolve_mpp
 from mrseg.wsi.resample import resample
@@ -89,13 +89,16 @@ class Slide:
         when the level sizes show one (:func:`mrseg.wsi.geometry.snap_downsample`).
     mpp, level_mpps
         Microns per pixel of level 0 and of each level (``mpp * downsample``).
+    mpp_known
+        False for a slide opened with ``require_mpp=False`` that has no mpp: :attr:`mpp` is then 1
+        and every mpp (of levels, reads, thumbnails) is in level-0 pixels per pixel, not microns.
     associated_images
         Names of the associated images (label, macro, thumbnail...).
     pixels_read, reads
         Counters of level pixels fetched from the backend and of backend reads (for benchmarks).
     """
 
-    def __init__(self, reader: SlideBackend, path: Path, mpp: float) -> None:
+    def __init__(self, reader: SlideBackend, path: Path, mpp: float, *, mpp_known: bool = True) -> None:
         self._reader = reader
         self.path = path
         self.backend: str = backend_name(type(reader))
@@ -108,6 +111,7 @@ class Slide:
             for dims, ds in zip(self.level_dimensions, reader.level_downsamples, strict=True)
         )
         self.mpp = float(mpp)
+        self.mpp_known = mpp_known
         self.level_mpps: tuple[float, ...] = tuple(self.mpp * ds for ds in self.level_downsamples)
         self.associated_images: tuple[str, ...] = tuple(reader.associated_names)
         self.properties: dict[str, Any] = dict(reader.properties)
@@ -115,7 +119,14 @@ class Slide:
         self.reads = 0
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], backend: BackendSpec = AUTO, mpp: float | None = None) -> Slide:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        backend: BackendSpec = AUTO,
+        mpp: float | None = None,
+        *,
+        require_mpp: bool = True,
+    ) -> Slide:
         """Open a slide file.
 
         Parameters
@@ -128,6 +139,9 @@ class Slide:
             :class:`~mrseg.wsi.backends.SlideBackend` subclass.
         mpp
             Microns per level-0 pixel; overrides the metadata (needed when it has none).
+        require_mpp
+            False: a slide without mpp opens anyway, in pixel units (``mpp_known`` False, ``mpp`` 1),
+            for tools that report pixel facts (``mrseg info``, ``mrseg tissue``).
 
         Raises
         ------
@@ -135,7 +149,7 @@ class Slide:
             Missing file, directory, unknown backend, unreadable/corrupt/unsupported file,
             anisotropic pixels.
         MissingMppError
-            No mpp in the metadata and none given.
+            No mpp in the metadata and none given (with ``require_mpp``).
         """
         p = Path(path)
         if not p.exists():
@@ -143,19 +157,25 @@ class Slide:
         if p.is_dir():
             raise SlideError(f"{p}: is a directory, not a slide file")
         reader = open_backend(p, backend)
+        known = True
         try:
             level0_mpp = resolve_mpp(p, _reported_mpp(reader, p) if mpp is None else None, mpp)
+        except MissingMppError:
+            if require_mpp:
+                reader.close()
+                raise
+            level0_mpp, known = 1.0, False
         except BaseException:
             reader.close()
             raise
-        slide = cls(reader, p, level0_mpp)
+        slide = cls(reader, p, level0_mpp, mpp_known=known)
         log.debug("opened %r", slide)
         return slide
 
     def __repr__(self) -> str:
         return (
             f"Slide({str(self.path)!r}, backend={self.backend!r}, dimensions={self.dimensions}, "
-            f"levels={self.level_count}, mpp={self.mpp:g})"
+            f"levels={self.level_count}, mpp={f'{self.mpp:g}' if self.mpp_known else 'unknown'})"
         )
 
     # -- geometry --------------------------------------------------------------------------

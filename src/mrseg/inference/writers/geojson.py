@@ -93,18 +93,31 @@ def polygon_features(polygons: list[Any], name: str, color: RGB, *, simplify: fl
     return json.loads(json.dumps(features))  # plain lists, no tuples
 
 
-def class_features(
-    pmap: ProbabilityMap, labels: LabelSpec, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
-) -> list[dict[str, Any]]:
-    """Features of every foreground class of ``pmap``: regions of probability ``>= threshold``, in label order."""
+def class_polygons(
+    pmap: ProbabilityMap, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
+) -> tuple[list[tuple[int, list[Any]]], float]:
+    """``[(class k, polygons of probability >= threshold)]`` in label order, and the tracing grid's pixel (level-0 px).
+
+    The map is sampled (nearest) to at most ``max_side`` pixels and traced by :func:`mask_polygons`.
+    """
     map_grid = ReadGrid.of_map(pmap.shape, pmap.mpp / slide_mpp)
     h, w = _fit(map_grid.shape, max_side)
     mask_grid = ReadGrid(map_grid.box_l0, (w, h))
     pixel_l0 = mask_grid.scale[0]  # level-0 pixels per mask pixel
-    features: list[dict[str, Any]] = []
+    out = []
     for k, channel in enumerate(pmap.channels, start=1):
         prob = pmap.to_probability(sample_nearest(channel, map_grid, mask_grid))
-        polygons = mask_polygons(prob >= threshold, pixel_l0)
+        out.append((k, mask_polygons(prob >= threshold, pixel_l0)))
+    return out, pixel_l0
+
+
+def class_features(
+    pmap: ProbabilityMap, labels: LabelSpec, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
+) -> list[dict[str, Any]]:
+    """Features of every foreground class of ``pmap``: regions of probability ``>= threshold``, in label order."""
+    classes, pixel_l0 = class_polygons(pmap, slide_mpp, threshold, max_side=max_side)
+    features: list[dict[str, Any]] = []
+    for k, polygons in classes:
         features += polygon_features(polygons, labels.classes[k], labels.color(k), simplify=pixel_l0 * 0.5)
     return features
 
@@ -137,6 +150,7 @@ __all__ = [
     "GEOJSON_MAX_SIDE",
     "GeoJsonWriter",
     "class_features",
+    "class_polygons",
     "mask_polygons",
     "polygon_features",
     "write_geojson",
