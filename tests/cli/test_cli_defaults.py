@@ -55,7 +55,7 @@ _SLIDE = {"slide_mpp": lambda: arg(Slide.open, "mpp"), "backend": lambda: arg(Sl
 _PREDICT = PredictSettings()
 #: The PredictSettings fields that are ``mrseg predict`` options of the same name.
 _PREDICT_FIELDS = (
-    "device", "backend", "precision", "batch_size", "overlap", "tissue_mask", "tissue_mpp", "slide_mpp",
+    "device", "backend", "precision", "engine", "batch_size", "overlap", "tissue_mask", "tissue_mpp", "slide_mpp",
     "out_mpp", "writers", "threshold", "float16", "ramp", "loader_threads",
 )  # fmt: skip
 _EVALUATE = EvaluateSettings()

@@ -16,7 +16,7 @@ from mrseg.cli.app import command
 from mrseg.cli.options import RENAMED_SLIDE_MPP, backend_option, device_option, slide_mpp_option
 from mrseg.core.errors import ConfigError, MrsegError
 from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP
-from mrseg.inference.settings import PRECISIONS, PredictSettings, Ramp
+from mrseg.inference.settings import ENGINES, PRECISIONS, PredictSettings, Ramp
 
 log = logging.getLogger("mrseg.cli")
 
@@ -36,6 +36,11 @@ def predict_command(
         "--precision",
         metavar="|".join(PRECISIONS),
         help="fp32, bf16 (autocast) or auto (bf16 where the device computes it natively).",
+    ),
+    engine: str = typer.Option(
+        _DEFAULTS.engine,
+        "--engine",
+        help=f"What runs the network: {', '.join(ENGINES)} (eager, torch.compile, ONNX Runtime on the CPU).",
     ),
     batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help="Tiles per forward pass."),
     overlap: float = typer.Option(
@@ -103,6 +108,7 @@ def predict_command(
         device=device,
         backend=backend,
         precision=precision,
+        engine=engine,
         batch_size=batch_size,
         overlap=overlap,
         tissue_mask=tissue_mask,

@@ -302,7 +302,7 @@ def run_slide(
             record = load_record_json(plan.out_dir / plan.names["record"]) or {}
             return SlideResult(str(plan.slide_path), "skipped", dict(record.get("outputs", {})))
         if model is None:
-            model = prepare_model(checkpoint, settings.device, settings.precision)
+            model = prepare_model(checkpoint, settings.device, settings.precision, settings.engine)
         pred = predict_and_write(plan, model, checkpoint, progress, t_start)
     seconds = time.perf_counter() - t_start
     log.info("%s: %d tiles in %.1f s -> %s", plan.slide_path.name, pred.tiling.n_tiles, seconds, plan.out_dir)

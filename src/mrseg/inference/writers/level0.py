@@ -122,7 +122,7 @@ def write_on_slide_grid(
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=plan.bigtiff) as tw:
         for index in range(len(plan.shapes)):
             tiles = level_tiles(source, encoding, map_grid, level_grid(plan, index), mean, plan.tile)
-            write_level(tw, plan, index, None, description, encoded=tiles)
+            write_level(tw, plan, index, tiles, description)
     return path
 
 

@@ -27,10 +27,36 @@ import tifffile
 from mrseg.core.atomic import atomic_path
 from mrseg.core.label_spec import LabelSpec
 from mrseg.inference.writers.base import WriteJob, Writer, register_writer
-from mrseg.wsi.tiff import Downsample, PyramidPlan, plan_pyramid, pyramid_levels
+from mrseg.wsi.pyramid_tiles import reduce2
+from mrseg.wsi.tiff import Downsample, PyramidPlan, plan_pyramid
 
 #: Tile edge of the OME-TIFF levels (pixels).
 OME_TILE = 256
+
+#: Bytes of one strip when a reduced level is computed (bounded memory).
+_STRIP_BYTES = 64 << 20
+
+
+def pyramid_levels(level0: Any, plan: PyramidPlan, downsample: Downsample, scratch: Path) -> Iterator[Any]:
+    """Yield level 0, then each reduced level, computed from the previous one just before it is needed."""
+    current: Any = level0
+    for index in range(len(plan.shapes)):
+        if index > 0:
+            current = _halve(current, downsample, scratch / f"level{index}.npy")
+        yield current
+
+
+def _halve(level: Any, mode: Downsample, scratch: Path) -> np.ndarray:
+    """The next pyramid level, computed strip by strip into a memory map (bounded memory)."""
+    h, w = level.shape[:2]
+    out_shape = ((h + 1) // 2, (w + 1) // 2, *level.shape[2:])
+    out = np.lib.format.open_memmap(scratch, mode="w+", dtype=level.dtype, shape=out_shape)
+    row_bytes = max(1, w * int(np.prod(level.shape[2:], dtype=np.int64)) * level.dtype.itemsize)
+    step = max(2, (_STRIP_BYTES // row_bytes) // 2 * 2)
+    for y in range(0, h, step):
+        out[y // 2 : (y + step + 1) // 2] = reduce2(np.asarray(level[y : y + step]), mode)
+    out.flush()
+    return out
 
 
 def _plane_tiles(level: Any, tile: int) -> Iterator[np.ndarray]:
