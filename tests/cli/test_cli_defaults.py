@@ -19,7 +19,7 @@ from mrseg.cli import app
 from mrseg.cli.options import backend_option
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.demo import DemoSettings, run_demo
-from mrseg.evaluation.settings import EvaluateSettings, Within
+from mrseg.evaluation.settings import EvaluateSettings, LesionSettings, Within
 from mrseg.inference.cluster import predict_slides
 from mrseg.inference.settings import PRECISIONS, PredictSettings
 from mrseg.inference.writers import WRITERS
@@ -29,6 +29,8 @@ from mrseg.models.unet import UNet
 from mrseg.synth import LABEL_SCHEMES, generate
 from mrseg.training.loop import train
 from mrseg.training.sections import ModelConfig
+from mrseg.view.catalog import build_catalog
+from mrseg.view.server import ViewServer
 from mrseg.wsi.backends.registry import backend_names
 from mrseg.wsi.slide import Slide
 
@@ -53,10 +55,11 @@ _SLIDE = {"slide_mpp": lambda: arg(Slide.open, "mpp"), "backend": lambda: arg(Sl
 _PREDICT = PredictSettings()
 #: The PredictSettings fields that are ``mrseg predict`` options of the same name.
 _PREDICT_FIELDS = (
-    "device", "backend", "precision", "batch_size", "overlap", "tissue_mask", "tissue_mpp", "slide_mpp",
+    "device", "backend", "precision", "engine", "batch_size", "overlap", "tissue_mask", "tissue_mpp", "slide_mpp",
     "out_mpp", "writers", "threshold", "float16", "ramp", "loader_threads",
 )  # fmt: skip
 _EVALUATE = EvaluateSettings()
+_LESIONS = LesionSettings()
 
 #: (command, parameter) -> the library value its default must equal.
 LIBRARY: dict[tuple[str, str], Callable[[], Any]] = {
@@ -96,6 +99,20 @@ LIBRARY: dict[tuple[str, str], Callable[[], Any]] = {
     ("evaluate", "tissue_mpp"): lambda: _EVALUATE.tissue_mpp,
     ("evaluate", "panel"): lambda: _EVALUATE.panels,
     ("evaluate", "bins"): lambda: _EVALUATE.bins,
+    ("view", "truth"): lambda: arg(build_catalog, "truth"),
+    ("view", "slide_mpp"): lambda: arg(build_catalog, "slide_mpp"),
+    ("view", "backend"): lambda: arg(build_catalog, "backend"),
+    ("view", "host"): lambda: arg(ViewServer.__init__, "host"),
+    ("view", "port"): lambda: arg(ViewServer.__init__, "port"),
+    ("view", "cache_mb"): lambda: arg(ViewServer.__init__, "cache_mb"),
+    ("evaluate", "slides"): lambda: _EVALUATE.slides,
+    ("evaluate", "missing_truth"): lambda: _EVALUATE.missing_truth,
+    ("evaluate", "froc_mpp"): lambda: _LESIONS.mpp,
+    ("evaluate", "detection"): lambda: _LESIONS.detection,
+    ("evaluate", "detection_mpp"): lambda: _LESIONS.detection_mpp,
+    ("evaluate", "detection_threshold"): lambda: _LESIONS.threshold,
+    ("evaluate", "nms_radius_um"): lambda: _LESIONS.nms_radius_um,
+    ("evaluate", "slide_score"): lambda: _LESIONS.slide_score,
     ("demo", "device"): lambda: DemoSettings().device,
     ("demo", "seed"): lambda: DemoSettings().seed,
     ("demo", "fresh"): lambda: arg(run_demo, "fresh"),
@@ -123,11 +140,17 @@ CLI_ONLY: dict[tuple[str, str], str] = {
     ("train", "overrides"): "none",
     ("train", "resume"): "optional",
     ("predict", "geojson"): "adds the geojson writer to --writers",
+    ("patch", "overwrite"): "the CLI refuses an existing --out file unless given",
+    ("export", "overwrite"): "the CLI refuses an existing --out file unless given",
+    ("evaluate", "froc"): "EvaluateSettings.lesions is None unless --froc",
     ("predict", "threads"): "torch's own default",
+    ("view", "pred"): "none (the slides alone)",
+    ("view", "open_browser"): "opens a web browser",
     ("demo", "out"): "the demo folder",
     ("demo", "quick"): "chooses the preset (quick_settings or default_settings)",
     ("demo", "overrides"): "none",
     ("demo", "workers"): "the preset's workers, at most the CPUs (computed in the command)",
+    ("demo", "jobs"): "the preset's jobs (DemoSettings.jobs: min(2, CPUs), machine-dependent)",
 }
 
 

@@ -59,9 +59,12 @@ def test_info_real_slides(shared_data: Path) -> None:
     assert facts["vendor"] == "aperio" and facts["mpp"] == pytest.approx(0.499)
     assert sorted(facts["associated_images"]) == ["label", "macro", "thumbnail"]
     tcga = shared_data / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
-    result = runner.invoke(app, ["info", str(tcga)])
-    assert result.exit_code == 1
-    assert "--slide-mpp" in _one_error_line(result)
+    result = runner.invoke(app, ["info", str(tcga)])  # no mpp: the pixel facts, "mpp unknown"
+    assert result.exit_code == 0, result.output
+    assert "4443 x 3567 px, mpp unknown (give it with --slide-mpp)" in result.stdout
+    assert "1: 2221 x 1783 px, downsample 2, mpp unknown" in result.stdout
+    facts = json.loads(runner.invoke(app, ["info", str(tcga), "--json"]).stdout)
+    assert facts["mpp"] is None and facts["levels"][1]["mpp"] is None and facts["dimensions"] == [4443, 3567]
     result = runner.invoke(app, ["info", str(tcga), "--slide-mpp", "0.5", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["levels"][1]["mpp"] == pytest.approx(1.0)
 

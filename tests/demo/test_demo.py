@@ -22,15 +22,16 @@ from mrseg.demo import MODELS, SPLITS, StageCache, default_settings, quick_setti
 from mrseg.demo.cache import StageRunner, Timer
 from mrseg.demo.mimic import load_lesions, mimic_scores, pick_mimic
 from mrseg.demo.report import (
-    aggregate_markdown,
-    aggregate_seeds,
-    main,
+    headline,
     metrics_rows,
     render_html,
     rich_table,
     stage_totals,
     write_report,
 )
+from mrseg.demo.results import LESION_HEADERS, lesion_metrics, lesion_rows
+from mrseg.demo.seeds import aggregate_markdown, aggregate_seeds, main, paired_difference, paired_differences
+from mrseg.demo.settings import SplitSize
 from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
 from mrseg.inference.writers.tiff import write_probability_tiff
@@ -146,6 +147,20 @@ def _hist(seed: int, separable: float) -> BinaryHistogram:
     return h
 
 
+def _fake_lesions(score: float) -> dict[str, Any]:
+    """A model's ``lesions`` entry of metrics.json, as ``evaluate(..., lesions=...)`` writes it."""
+    sensitivity = {rate: score for rate in ("0.25", "0.5", "1", "2", "4", "8")}
+    froc = {"score": score, "sensitivity": sensitivity, "n_lesions": 7, "n_itc": 1, "n_fp": 3, "n_slides": 4}
+    return {"froc": froc | {"detection": "nms"}, "slide": {"auc": 0.75}}
+
+
+def test_lesion_rows_summarise_the_test_split() -> None:
+    entry = lesion_metrics(_fake_lesions(0.5))
+    assert entry["froc"] == 0.5 and entry["slide_auc"] == 0.75 and entry["detection"] == "nms"
+    rows = lesion_rows({"models": {"a": {"label": "A", "test_lesions": entry}, "b": {"label": "B"}}})
+    assert rows == [["A", *["0.5000"] * 7, "7", "1", "3"]] and len(rows[0]) == len(LESION_HEADERS)
+
+
 def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
     """A demo folder with the files the report reads, and its results dictionary."""
     models: dict[str, Any] = {}
@@ -165,6 +180,7 @@ def _fake_demo(root: Path, *, nan_test: bool = False) -> dict[str, Any]:
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
             metrics_file.write_text(json.dumps(data))
         entry["mimic"] = {"tumour_mean": 0.6, "tumour_positive": 0.7, "mimic_mean": 0.3, "mimic_positive": 0.2}
+        entry["test_lesions"] = lesion_metrics(_fake_lesions(0.1 * i))
         models[spec.key] = entry
         run = RunLog(root / "runs" / spec.key, tensorboard=False)
         for epoch in (1, 2, 3):
@@ -195,11 +211,36 @@ def test_write_report(tmp_path: Path) -> None:
     for spec in MODELS:
         assert spec.label in md and spec.label in page
     assert "](roc.png)" in md and "](training_curves.png)" in md
+    assert "## Lesion-level FROC on the test slides (CAMELYON16 rules)" in md and "Lesion-level FROC" in page
+    assert all(f"| {spec.label} | {0.1 * i:.4f} |" in md for i, spec in enumerate(MODELS))
+    assert "grown by 37.5 µm whose major axis reaches 275 µm" in md
     assert page.count("data:image/png;base64,") == 2  # self-contained; no panel/mimic files in this fake
     assert "src='roc.png'" not in page
     rows = metrics_rows(results)
     assert len(rows) == 6 and all(len(r) == 12 for r in rows)
     assert stage_totals(results) == {"data": (2.0, 3.0), "train": (12.0, 20.0)}
+    # the mimic table says which way is better, every column has a header, numbers are rounded
+    assert "mimics: mean p (lower is better)" in md and "nests: mean p (higher is better)" in md
+    assert "| MRN-bilinear | 0.60 | 0.70 | 0.30 | 0.20 |" in md and "| stage | wall s | CPU s | status |" in md
+    assert "<a href='roc.png'>roc.png</a>" in page  # figure links are relative to the demo folder
+
+
+def test_headline_says_who_won_and_by_how_much(tmp_path: Path) -> None:
+    results = _fake_demo(tmp_path)
+    models = results["models"]
+    for key, (auc, dice) in {
+        "unet_4": (0.95, 0.80),
+        "mrn_bilinear": (0.97, 0.85),
+        "mrn_transposed": (0.96, 0.79),
+    }.items():
+        models[key]["test"].update(auc=auc, dice=dice)
+    for key in ("unet_0.5", "unet_1", "unet_2"):
+        models[key]["test"].update(auc=0.5, dice=0.1)
+    text = headline(results)
+    assert (
+        "MRN-bilinear beats every U-Net on AUC and Dice (AUC +0.0200 vs U-Net 4; Dice@0.5 +0.0500 vs U-Net 4)" in text
+    )
+    assert "MRN-transposed does not beat every U-Net on both (AUC +0.0100 vs U-Net 4; Dice@0.5 -0.0100" in text
 
 
 def test_report_handles_undefined_auc(tmp_path: Path) -> None:
@@ -295,6 +336,9 @@ def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
             auc = entry[split]["auc"]
             assert 0.0 <= auc <= 1.0, (key, split, auc)
             assert 0.0 <= entry[split]["dice"] <= 1.0 and 0.0 <= entry[split]["iou"] <= 1.0
+        froc = entry["test_lesions"]  # the test split is scored lesion by lesion too
+        assert froc["detection"] == "nms" and froc["n_slides"] == len(results["splits"]["test"]["slides"])
+        assert math.isnan(froc["froc"]) or 0.0 <= froc["froc"] <= 1.0
         ckpt = load_checkpoint(out / "runs" / key / "best.pt")
         assert list(ckpt.input_spec.mpps) == entry["mpps"]
         assert (out / "runs" / key / "metrics.csv").is_file()
@@ -316,7 +360,7 @@ def test_quick_demo_artefacts(quick_run: tuple[Path, Any]) -> None:
     for png in ["roc.png", "training_curves.png", f"eval/test/panel_{results['panel_slide']}.png",
                 "eval/val/roc.png", "eval/test/roc.png", "mimic/mimic_crop.png"]:  # fmt: skip
         assert _is_png(out / png), png
-    assert (out / "report.md").is_file()
+    assert "Lesion-level FROC on the test slides" in (out / "report.md").read_text()
     assert result.report_html == out / "report.html"
     # every stage ran and was recorded
     names = [s["name"] for s in results["stages"]]
@@ -330,6 +374,7 @@ def test_quick_demo_rerun_reuses_stages(quick_run: tuple[Path, Any]) -> None:
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "report:" in result.output and "MRN-transposed" in result.output
+    assert f"to look at the test slides: mrseg view {out / 'data' / 'test'} --pred unet_0.5=" in result.output
     again = json.loads((out / "results.json").read_text())
     assert all(s["reused"] for s in again["stages"])
     assert (out / "runs" / "unet_0.5" / "best.pt").stat().st_mtime_ns == before
@@ -343,6 +388,36 @@ def test_quick_demo_changed_setting_reruns_dependent_stages(quick_run: tuple[Pat
     ran = {r.name for r in result.stages if not r.cached}
     assert ran == {"evaluate_val", "evaluate_test", "mimic"}
     assert result.results["eval"]["mpp"] == 4.0
+
+
+@pytest.mark.slow
+def test_quick_demo_one_job_gives_the_same_numbers(quick_run: tuple[Path, Any], tmp_path: Path) -> None:
+    _, first = quick_run  # jobs = min(2, CPUs)
+    result = run_demo(tmp_path / "seq", quick_settings(device="cpu", jobs=1))
+    for key, entry in first.results["models"].items():
+        other = result.results["models"][key]
+        assert other["train"]["best_epoch"] == entry["train"]["best_epoch"]
+        for split in ("val", "test"):
+            assert other[split]["auc"] == pytest.approx(entry[split]["auc"], abs=1e-6), (key, split)
+    assert {s["name"] for s in result.results["stages"]} == {s["name"] for s in first.results["stages"]}
+
+
+def test_settings_eval_splits_without_test() -> None:
+    s = default_settings(eval_splits=("val",))
+    assert s.data_splits() == ["train", "val"] and s.shown_split() == "val"
+    s2 = default_settings(eval_splits=("val", "val2"), splits={**s.splits, "val2": SplitSize(3, 2048)})
+    assert s2.data_splits() == ["train", "val", "val2"] and s2.split_seed("val2") == 3
+    assert default_settings().shown_split() == "test" and default_settings().jobs >= 1
+    with pytest.raises(ConfigError, match="val2"):
+        default_settings(eval_splits=("val2",)).data_splits()
+    with pytest.raises(ConfigError, match="nope"):
+        default_settings(eval_splits=("nope",)).data_splits()
+
+
+def test_demo_recipe_is_r1_in_both_presets() -> None:
+    for s in (default_settings(), quick_settings()):
+        assert s.train["train.l2_mode"] == "decoupled" and s.train["train.channels_last"] is True
+        assert s.train["sampling.val_cache"] is True and s.train["data.num_workers"] == 0
 
 
 def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -371,6 +446,48 @@ def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "Seeds 0, 1" in done.stdout and "MRN-bilinear" in done.stdout
 
 
+def _hand_run(seed: int, test: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """A minimal results.json: ``test`` maps model key -> (AUC, Dice); validation values are 0.5."""
+    models = {
+        k: {"label": k, "val": {m: 0.5 for m in ("auc", "dice", "iou", "best_dice")},
+            "test": {"auc": auc, "dice": dice, "iou": 0.5, "best_dice": 0.5}}
+        for k, (auc, dice) in test.items()
+    }  # fmt: skip
+    return {"seed": seed, "models": models}
+
+
+def test_paired_difference_mrn_minus_best_unet_per_seed_with_t_interval(tmp_path: Path) -> None:
+    # the best U-Net changes between seeds and between metrics: seed 1's best AUC is unet_1, best Dice unet_4
+    runs = [
+        _hand_run(0, {"unet_1": (0.90, 0.70), "unet_4": (0.95, 0.80), "mrn_bilinear": (0.97, 0.85)}),
+        _hand_run(1, {"unet_1": (0.96, 0.60), "unet_4": (0.93, 0.82), "mrn_bilinear": (0.97, 0.81)}),
+        _hand_run(2, {"unet_1": (0.91, 0.70), "unet_4": (0.94, 0.75), "mrn_bilinear": (0.98, 0.80)}),
+    ]
+    auc = paired_difference(runs, "mrn_bilinear", "test", "auc")
+    assert auc.rivals == ("unet_4", "unet_1", "unet_4")
+    assert auc.diffs == pytest.approx((0.02, 0.01, 0.04))
+    assert auc.mean == pytest.approx(0.07 / 3)
+    sd = math.sqrt(((0.02 - 0.07 / 3) ** 2 + (0.01 - 0.07 / 3) ** 2 + (0.04 - 0.07 / 3) ** 2) / 2)
+    assert auc.sd == pytest.approx(sd) and auc.se == pytest.approx(sd / math.sqrt(3))
+    t975_df2 = 4.302652729749464  # Student t, 97.5th percentile, 2 degrees of freedom
+    assert auc.ci == pytest.approx((0.07 / 3 - t975_df2 * sd / math.sqrt(3), 0.07 / 3 + t975_df2 * sd / math.sqrt(3)))
+    assert auc.wins == 3 and auc.n == 3 and auc.clear
+    dice = paired_difference(runs, "mrn_bilinear", "test", "dice")
+    assert dice.rivals == ("unet_4", "unet_4", "unet_4")
+    assert dice.diffs == pytest.approx((0.05, -0.01, 0.05)) and dice.wins == 2
+    assert [(d.model, d.metric) for d in paired_differences(runs)] == [
+        ("mrn_bilinear", "auc"),
+        ("mrn_bilinear", "dice"),
+    ]
+    text = aggregate_markdown(runs)
+    assert "| mrn_bilinear | test AUC | +0.0233 |" in text and "3 of 3 | yes |" in text and "2 of 3" in text
+    # a NaN on one seed leaves that seed out; one seed has no interval
+    runs[1]["models"]["mrn_bilinear"]["test"]["auc"] = math.nan
+    assert paired_difference(runs, "mrn_bilinear", "test", "auc").n == 2
+    single = paired_difference(runs[:1], "mrn_bilinear", "test", "auc")
+    assert single.n == 1 and math.isnan(single.se) and not single.clear
+
+
 def test_parse_overrides_and_bad_keys(tmp_path: Path) -> None:
     assert parse_overrides(["train.epochs=40", "model.width=16", "augment.enabled=false"]) == {
         "train.epochs": 40,
@@ -388,3 +505,6 @@ def test_cli_demo_rejects_bad_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "oops"])
     assert result.exit_code == 1
     assert "key=value" in result.output
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--jobs", "0"])
+    assert result.exit_code == 1
+    assert "--jobs" in result.output

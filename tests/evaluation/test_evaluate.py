@@ -134,15 +134,34 @@ def test_two_models_write_json_csv_roc_and_panel(tmp_path: Path) -> None:
     assert {r["threshold_kind"] for r in rows} == {"fixed", "best_dice"}
 
 
-def test_mismatched_slide_sets_are_refused(tmp_path: Path) -> None:
+def test_partial_slide_sets_evaluate_the_rest_and_name_the_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     slide = write_slide(tmp_path / "a.tif")
-    write_prediction(tmp_path / "pred", "a", noisy_prediction(0, 0.5), slide)
-    write_prediction(tmp_path / "pred", "extra", noisy_prediction(0, 0.5), slide)
-    truth = write_truth(tmp_path / "t", ["a", "b"])
-    with pytest.raises(
-        DataError, match=r"mismatched slide sets.*without ground truth: extra.*lacks predictions for: b"
-    ):
-        evaluate({"m": tmp_path / "pred"}, truth, tmp_path / "r", within="slide")
+    for stem in ("a", "c"):
+        write_prediction(tmp_path / "m1", stem, noisy_prediction(0, 0.5), slide)
+    write_prediction(tmp_path / "m1", "extra", noisy_prediction(0, 0.5), slide)
+    write_prediction(tmp_path / "m2", "a", noisy_prediction(1, 0.5), slide)
+    truth = write_truth(tmp_path / "t", ["a", "b", "c"])
+    preds = {"m1": tmp_path / "m1", "m2": tmp_path / "m2"}
+    with caplog.at_level("WARNING"):
+        result = evaluate(preds, truth, tmp_path / "r", within="slide")
+    assert result["slides"] == ["a"]  # the slides every model predicted
+    assert result["missing"] == {
+        "truth": ["extra"],
+        "assumed_normal": [],
+        "predictions": {"m1": ["b"], "m2": ["b", "c"]},
+    }
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["missing"] == result["missing"]
+    assert "without ground truth are not evaluated: extra" in caplog.text
+    assert "model 'm2' lacks predictions for 2 slide(s), not evaluated: b, c" in caplog.text
+    subset = evaluate(preds, truth, tmp_path / "r2", within="slide", slides=["a", "b"])
+    assert subset["slides"] == ["a"] and subset["missing"]["predictions"] == {"m1": ["b"], "m2": ["b"]}
+    normal = evaluate({"m1": tmp_path / "m1"}, truth, tmp_path / "r3", within="slide", missing_truth="normal")
+    assert normal["slides"] == ["a", "c", "extra"] and normal["missing"]["assumed_normal"] == ["extra"]
+    assert normal["models"]["m1"]["per_slide"]["extra"]["n_positive"] == 0
+    with pytest.raises(DataError, match=r"no slide has both ground truth and a prediction.*lacks predictions.*: b"):
+        evaluate(preds, truth, tmp_path / "r4", within="slide", slides=["b"])
     with pytest.raises(DataError, match="no finished predictions"):
         evaluate({"m": tmp_path / "t"}, truth, tmp_path / "r")
 
@@ -189,8 +208,8 @@ def test_truth_folder_names_and_conflicts(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no annotation or mask files"):
         find_truth(tmp_path / "empty")
     (tmp_path / "m.csv").write_text("slide,annotation\nslides/s1.tif,\n")
-    with pytest.raises(DataError, match=r"s1\.tif has neither annotation nor mask"):
-        find_truth(tmp_path / "m.csv")
+    normal = find_truth(tmp_path / "m.csv")["s1"]  # a manifest row without annotation: a tumour-free slide
+    assert normal.truth is None and normal.normal
 
 
 def test_predict_then_evaluate_from_the_cli(tmp_path: Path) -> None:

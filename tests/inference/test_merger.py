@@ -117,3 +117,62 @@ def test_foreground_view_sums_the_classes(tmp_path: Path) -> None:
     fg = pmap.foreground()  # type: ignore[attr-defined]
     assert fg.shape == (1, 4) and fg.dtype == np.float16
     np.testing.assert_allclose(np.asarray(fg[:], np.float32), p1 + p2, atol=2e-3)
+
+
+def _reference_map(batch: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], ramp: str) -> np.ndarray:
+    """Dense weighted average in float32, tile after tile (what the chunked merger must equal bit for bit)."""
+    h, w = shape
+    sums = np.zeros((batch.shape[1] + 1, h + 64, w + 64), np.float32)
+    weight = tile_weight(batch.shape[2], batch.shape[3], ramp)
+    for tile, (x0, y0, x1, y1) in zip(batch, boxes, strict=True):
+        sums[:-1, y0:y1, x0:x1] += tile * weight
+        sums[-1, y0:y1, x0:x1] += weight
+    sums = sums[:, :h, :w]
+    covered = sums[-1] > 0
+    safe = np.where(covered, sums[-1], 1.0)
+    return np.stack([np.where(covered, s / safe, 0.0) for s in sums[:-1]])
+
+
+@pytest.mark.parametrize(
+    ("chunk", "expected", "memory"), [(32, False, 1 << 30), (16, True, 1 << 30), (24, True, 1), (40, False, 1)]
+)
+def test_map_does_not_depend_on_chunks_expected_tiles_or_memory(
+    tmp_path: Path, chunk: int, expected: bool, memory: int
+) -> None:
+    rng = np.random.default_rng(0)
+    boxes = _grid_boxes(100, 20, 15)
+    boxes = boxes[rng.permutation(len(boxes))][:-3]  # any order; some tiles missing
+    batch = rng.random((len(boxes), 2, 20, 20), dtype=np.float32)
+    merger = OnDiskMerger(
+        tmp_path / "m",
+        (90, 100),
+        2,
+        chunk=chunk,
+        out_dtype="float16",
+        expected=boxes if expected else None,
+        memory_bytes=memory,
+    )
+    for start in range(0, len(boxes), 7):
+        merger.aggregate(batch[start : start + 7], boxes[start : start + 7])
+    if memory == 1:
+        assert merger.chunks_spilled > 0
+    result = merger.finalize()
+    reference = _reference_map(batch, boxes, (90, 100), "linear").astype(np.float16)
+    for k in range(2):
+        np.testing.assert_array_equal(np.asarray(result.channels[k][:]), reference[k])
+    assert not list((tmp_path / "m" / "spill").iterdir())
+
+
+def test_chunks_are_finished_when_their_last_expected_tile_is_in(tmp_path: Path) -> None:
+    boxes = np.array([(0, 0, 8, 8), (8, 0, 16, 8), (40, 40, 48, 48)])
+    merger = OnDiskMerger(tmp_path / "m", (64, 64), 1, chunk=16, expected=boxes)
+    merger.aggregate(np.ones((1, 1, 8, 8), np.float32), boxes[:1])
+    store = merger._out[0]
+    assert store.chunks_written == 0  # chunk (0, 0) still waits for the second tile
+    merger.aggregate(np.ones((1, 1, 8, 8), np.float32), boxes[1:2])
+    assert store.chunks_written == 1 and not store.region_is_fill(0, 8, 0, 16) and store.region_is_fill(16, 64, 0, 64)
+    with pytest.raises(RuntimeError, match="after its expected tiles"):
+        merger.aggregate(np.ones((1, 1, 8, 8), np.float32), [(2, 2, 10, 10)])
+    merger.aggregate(np.ones((1, 1, 8, 8), np.float32), boxes[2:])
+    pmap = merger.finalize()
+    assert store.chunks_written == 2 and np.asarray(pmap.channels[0][:]).sum() == 255 * 3 * 64

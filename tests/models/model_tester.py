@@ -23,6 +23,7 @@ from mrseg.core.input_spec import InputSpec
 from mrseg.models import DEFAULT_FUSER, SegmentationModel, create_model, model_options
 from mrseg.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from mrseg.models.export import export_model
+from mrseg.models.fold import fold_batch_norm
 
 MPPS_BY_J = {1: [0.5], 2: [0.5, 2.0], 3: [0.5, 1.0, 2.0], 4: [0.5, 1.0, 2.0, 4.0]}
 
@@ -148,6 +149,19 @@ class ModelTester:
     def test_traces_to_torchscript(self, tmp_path: Path) -> None:
         result = export_model(self.build(), tmp_path / "m.ts", format="torchscript", input_shape=(1, self.j, 3, 16, 16))
         assert result.output_shape == (3, 1, 16, 16) and result.max_abs_diff <= 1e-5
+
+    def test_batch_norm_folding_is_exact_to_1e5(self) -> None:
+        model = self.build(width=4, depth=2, num_classes=2).eval()
+        randomize_bn(model, seed=1)
+        x = patches(self.j, 32)
+        with torch.no_grad():
+            expected = model(x)
+            norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+            folded = fold_batch_norm(model)
+            got = model(x)
+        left = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert folded > 0 and left == norms - folded and fold_batch_norm(model) == 0
+        assert (got - expected).abs().max() <= 1e-5 * max(1.0, float(expected.abs().max()))
 
     def test_initial_weights_fingerprint(self) -> None:
         if self.FINGERPRINT is None:

@@ -10,6 +10,7 @@ from torch import nn
 from mrseg.core.errors import ConfigError, ModelConfigError
 from mrseg.inference.predictor import native_bf16, prepare_for_inference, to_channels_last
 from mrseg.models import MRN, UNet, create_model, gammas_from_mpps, required_multiple, valid_sizes
+from mrseg.models.fold import fold_batch_norm
 from mrseg.models.sizes import check_spatial
 
 NAMES = ["unet", "mrn_bilinear", "mrn_transposed"]
@@ -237,3 +238,14 @@ def test_to_channels_last_slices_are_channels_last() -> None:
     assert torch.equal(x, t)
     assert x[:, 1].stride() == (3 * 8 * 8 * 3, 1, 8 * 3, 3)  # channels fastest within each branch slice
     assert to_channels_last(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_batch_norm_folding_needs_eval_mode_and_keeps_unfoldable_norms() -> None:
+    model = create_model("mrn_bilinear", mpps=MPPS_BY_J[2], width=2, depth=1, fuser="gated")
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norm(model)
+    randomize_bn(model)
+    model.eval()
+    assert fold_batch_norm(model) > 0
+    # the gated fuser's batch norm follows a weighted sum, not a convolution: kept
+    assert [type(m.fuse.norm) for m in model.fusions] == [nn.BatchNorm2d] * len(model.fusions)

@@ -341,8 +341,16 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not empty"):
         generate(full, 1, 0, size_px=512)
     assert (full / "keep.txt").exists()
-    generate(full, 1, 0, size_px=512, overwrite=True)
-    assert (full / "manifest.csv").exists() and not (full / "keep.txt").exists()
+    with pytest.raises(ConfigError, match=r"not a folder mrseg synth wrote \(no synth.json\)"):
+        generate(full, 1, 0, size_px=512, overwrite=True)  # overwrite replaces only a data set
+    assert (full / "keep.txt").read_text() == "x"
+    data = tmp_path / "data"
+    generate(data, 1, 0, size_px=512)
+    (data / "extra.txt").write_text("x")
+    generate(data, 1, 1, size_px=512, overwrite=True)
+    assert (data / "manifest.csv").exists() and not (data / "extra.txt").exists()
+    assert json.loads((data / "synth.json").read_text())["seed"] == 1
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # the old data set was removed
 
 
 def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -356,7 +364,7 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(synth_writer, "generate_slide", failing)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "out", 2, 0, size_px=512)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".out.lock"]  # the lock file stays (the lock does not)
 
 
 def test_split_assignment() -> None:

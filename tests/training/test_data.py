@@ -79,7 +79,7 @@ def test_validation_reports_every_problem(tmp_path: Path, dataset: Path) -> None
     with pytest.raises(DataError) as info:
         prepare(records)
     text = str(info.value)
-    assert "3 problem(s)" in text
+    assert "3 problems" in text
     assert "missing.tif" in text and "broken.tif" in text and "bad.xml" in text
 
 
@@ -134,7 +134,7 @@ def test_multiclass_labels_are_checked_before_training(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         prepare(records, labels=three)
     text = str(info.value)
-    assert text.startswith("5 problem(s) in the data set:")  # collected with the other problems:
+    assert text.startswith("5 problems in the data set:")  # collected with the other problems:
     assert "xml/annotations/slide_00.xml: annotation group 'other' is not in labels.label_map" in text
     assert "xml/annotations/slide_01.xml: annotation group 'other' is not in labels.label_map" in text
     assert "masks/annotations/slide_00.tif: label 3 is not a class of the label spec" in text

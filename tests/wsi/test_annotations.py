@@ -24,6 +24,7 @@ from mrseg.wsi.annotations import (
     rasterize,
     sniff_format,
 )
+from mrseg.wsi.annotations.stats import warn_outside
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
 
@@ -78,6 +79,18 @@ def test_camelyon16_asap_spline_file(shared_data: Path) -> None:
     mask = ann.rasterize((x0, y0, x1, y1), size)
     pixel_area = (x1 - x0) / size[0] * (y1 - y0) / size[1]
     assert mask.sum() * pixel_area == pytest.approx(ann.area_l0(1), rel=0.05)
+
+
+@pytest.mark.realdata
+def test_camelyon16_annotations_on_another_slide_warn(shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """CAMELYON16's test_046.xml lies wholly outside the CMU slide (2220x2967 px): a warning names both files."""
+    ann = load_annotations(shared_data / "annotations" / "test_046.xml")
+    slide = shared_data / "slides" / "CMU-1-Small-Region.svs"
+    with caplog.at_level(logging.WARNING):
+        fraction = warn_outside(ann, (2220, 2967), slide)
+    assert fraction == pytest.approx(1.0)
+    assert "100.0% of the annotated area lies outside the slide" in caplog.text
+    assert "test_046.xml" in caplog.text and "CMU-1-Small-Region.svs" in caplog.text
 
 
 @pytest.mark.realdata

@@ -18,6 +18,7 @@ import tifffile
 from mrseg.core.errors import ConfigError, MissingMppError, SlideError
 from mrseg.wsi.backends import (
     AUTO_ORDER,
+    ImageBackend,
     OpenSlideBackend,
     SlideBackend,
     TiffSlideBackend,
@@ -108,12 +109,12 @@ def test_user_backend_class_through_slide_open(npz_slide: tuple[Path, list[np.nd
 
 
 def test_registered_user_backend(npz_slide: tuple[Path, list[np.ndarray]], registered: None) -> None:
-    assert backend_names() == ("auto", "openslide", "tiffslide", "npz")
+    assert backend_names() == ("auto", "openslide", "tiffslide", "image", "npz")
     assert check_backend("npz") == "npz" and candidates("npz") == [NpzBackend]
     with Slide.open(npz_slide[0], backend="npz") as slide:
         assert slide.backend == "npz"
         np.testing.assert_array_equal(slide.read_box((0, 0, 256, 192), (64, 48)), npz_slide[1][2])
-    assert candidates("auto") == [OpenSlideBackend, TiffSlideBackend]  # "auto" stays OpenSlide, then tiffslide
+    assert candidates("auto") == [OpenSlideBackend, TiffSlideBackend, ImageBackend]  # registering leaves "auto" alone
 
 
 def test_user_backend_that_cannot_read_the_file(tmp_path: Path) -> None:
@@ -157,7 +158,7 @@ def test_registry_errors(registered: None) -> None:
     assert register_backend("npz", NpzBackend) is NpzBackend  # the same class again: no-op
     with pytest.raises(ConfigError, match=r"'npz' is already registered.*replace=True"):
         register_backend("npz", BrokenMppBackend)
-    with pytest.raises(ConfigError, match=r"unknown backend 'pillow' \(use auto, openslide, tiffslide or npz\)"):
+    with pytest.raises(ConfigError, match=r"unknown backend 'pillow' \(use auto, openslide, tiffslide, image or npz\)"):
         check_backend("pillow")
     with pytest.raises(TypeError, match="a name or a SlideBackend subclass"):
         check_backend(3)  # type: ignore[arg-type]
@@ -171,7 +172,7 @@ def test_replacing_a_built_in_and_restoring_it() -> None:
 
     register_backend("tiffslide", Quieter, replace=True)
     try:
-        assert candidates("auto") == [OpenSlideBackend, Quieter]
+        assert candidates("auto") == [OpenSlideBackend, Quieter, ImageBackend]
         assert backend_name(Quieter) == "tiffslide"
     finally:
         unregister_backend("tiffslide")
@@ -179,7 +180,8 @@ def test_replacing_a_built_in_and_restoring_it() -> None:
 
 
 def test_unknown_backend_name_through_slide_open(npz_slide: tuple[Path, list[np.ndarray]]) -> None:
-    with pytest.raises(SlideError, match=r"scan\.npz: unknown backend 'pillow' \(use auto, openslide or tiffslide\)"):
+    expected = r"scan\.npz: unknown backend 'pillow' \(use auto, openslide, tiffslide or image\)"
+    with pytest.raises(SlideError, match=expected):
         Slide.open(npz_slide[0], backend="pillow")
 
 

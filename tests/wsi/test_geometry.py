@@ -123,3 +123,23 @@ def test_intersect_and_union(a: geo.Region, b: geo.Region) -> None:
     mask_b[b[1] + 100 : b[3] + 100, b[0] + 100 : b[2] + 100] = True
     overlap = int((mask_a & mask_b).sum())
     assert (both is None and overlap == 0) or (both is not None and geo.region_area(both) == overlap)
+
+
+@given(
+    x0=st.floats(-40, 40), y0=st.floats(-40, 40), scale=st.floats(0.3, 7), w=st.integers(1, 30), h=st.integers(1, 30)
+)
+def test_sample_nearest_is_the_raster_pixel_under_each_target_centre(
+    x0: float, y0: float, scale: float, w: int, h: int
+) -> None:
+    raster = np.arange(12 * 9 * 2, dtype=np.int32).reshape(12, 9, 2)  # trailing dimensions follow along
+    raster_grid = geo.ReadGrid.of_map((12, 9), 3.0)
+    target = geo.ReadGrid((x0, y0, x0 + w * scale, y0 + h * scale), (w, h))
+    got = geo.sample_nearest(raster, raster_grid, target, fill=-1)
+    xs, ys = target.centers()
+    cols, rows = np.floor(xs / 3.0).astype(int), np.floor(ys / 3.0).astype(int)
+    expected = np.full((h, w, 2), -1, np.int32)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            if 0 <= r < 12 and 0 <= c < 9:
+                expected[i, j] = raster[r, c]
+    np.testing.assert_array_equal(got, expected)

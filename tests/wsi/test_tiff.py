@@ -9,6 +9,8 @@ import pytest
 import tifffile
 
 from mrseg.core.errors import SlideError
+from mrseg.wsi.pyramid_tiles import reduce2
+from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import (
     check_tiff_integrity,
     is_tiff,
@@ -75,7 +77,7 @@ def test_single_channel_image_is_written_as_grey(tmp_path: Path) -> None:
 
 
 def test_integrity_check(tmp_path: Path) -> None:
-    image = np.zeros((128, 128, 3), np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)  # not flat: real tile data
     path = write_pyramidal_tiff(tmp_path / "ok.tif", image, 0.5, compression="zlib", tile=32, min_size=32)
     check_tiff_integrity(path)
     cut = tmp_path / "cut.tif"
@@ -86,3 +88,97 @@ def test_integrity_check(tmp_path: Path) -> None:
     other.write_bytes(b"not a tiff at all")
     check_tiff_integrity(other)  # not a TIFF: left to the backends
     assert not is_tiff(other)
+
+
+# --------------------------------------------------------------------------------------------
+# Tile by tile: levels equal to halving the whole level, flat tiles shared, sparse images not read
+# --------------------------------------------------------------------------------------------
+def _patchy(shape: tuple[int, ...], dtype: type, seed: int = 0) -> np.ndarray:
+    """Mostly a constant background with a few textured blocks: flat tiles and tiles with content."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros(shape, dtype)
+    image[...] = 255 if len(shape) == 3 else 0
+    for y, x in ((10, 20), (150, 90), (260, 300)):
+        block = image[y : y + 70, x : x + 50]
+        block[...] = rng.integers(0, 250, block.shape).astype(dtype) if dtype != np.float16 else rng.random(block.shape)
+    return image
+
+
+def _reference_levels(image: np.ndarray, mode: str, count: int) -> list[np.ndarray]:
+    levels = [image]
+    for _ in range(count - 1):
+        levels.append(reduce2(levels[-1], mode))  # type: ignore[arg-type]
+    return levels
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "mode"),
+    [
+        ((333, 411, 3), np.uint8, "mean"),
+        ((333, 411), np.uint8, "nearest"),
+        ((333, 411), np.uint8, "max"),
+        ((301, 290), np.float16, "mean"),
+    ],
+)
+def test_levels_equal_halving_the_whole_level(tmp_path: Path, shape: tuple[int, ...], dtype: type, mode: str) -> None:
+    image = _patchy(shape, dtype)
+    path = write_pyramidal_tiff(
+        tmp_path / "p.tif", image, 0.5, compression="zlib", tile=32, downsample=mode, min_size=32
+    )  # type: ignore[arg-type]
+    with tifffile.TiffFile(path) as tif:
+        expected = _reference_levels(image, mode, len(tif.pages))
+        assert len(tif.pages) == len(pyramid_shapes(*shape[:2], min_size=32))
+        for page, level in zip(tif.pages, expected, strict=True):
+            np.testing.assert_array_equal(page.asarray(), level)
+
+
+@pytest.mark.parametrize("compression", ["zlib", "jpeg"])
+def test_flat_tiles_are_encoded_once_and_shared(tmp_path: Path, compression: str) -> None:
+    image = _patchy((333, 411, 3), np.uint8)
+    path = write_pyramidal_tiff(tmp_path / "p.tif", image, 0.5, compression=compression, tile=32, min_size=32)
+    with tifffile.TiffFile(path) as tif:
+        offsets = [o for p in tif.pages for o in p.dataoffsets]  # type: ignore[union-attr]
+        white = tif.pages[0].dataoffsets[5]  # type: ignore[union-attr]  # tile (0, 5): background
+        assert len(set(offsets)) < len(offsets) / 3 and offsets.count(white) > 40
+        decoded = [page.asarray() for page in tif.pages]
+    if compression == "zlib":
+        np.testing.assert_array_equal(decoded[0], image)
+    for backend in ("openslide", "tiffslide"):
+        with Slide.open(path, backend=backend) as slide:
+            assert slide.level_dimensions == tuple((w, h) for h, w in pyramid_shapes(333, 411, min_size=32))
+            assert slide.mpp == pytest.approx(0.5) and slide.level_mpps[1] == pytest.approx(1.0)
+            for level, expected in enumerate(decoded):
+                h, w = expected.shape[:2]
+                region = slide.read_level_region(level, (0, 0, w, h)).astype(int)
+                assert np.abs(region - expected).max() <= (0 if compression == "zlib" else 2)
+
+
+class SparseImage:
+    """A (H, W) uint8 array-like that says where it holds only zeros, and fails if read there."""
+
+    fill_value = 0
+
+    def __init__(self, data: np.ndarray, filled: np.ndarray) -> None:
+        self.data, self.filled = data, filled  # filled: bool per 32-px block
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, 2
+
+    def region_is_fill(self, y0: int, y1: int, x0: int, x1: int) -> bool:
+        return bool(self.filled[y0 // 32 : -(-y1 // 32), x0 // 32 : -(-x1 // 32)].all())
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        assert not self.region_is_fill(rows.start, rows.stop, cols.start, cols.stop), "read a fill region"
+        return self.data[key]
+
+
+def test_sparse_images_are_read_only_where_they_hold_something(tmp_path: Path) -> None:
+    data = np.zeros((200, 300), np.uint8)
+    data[40:90, 100:170] = np.random.default_rng(2).integers(1, 255, (50, 70), dtype=np.uint8)
+    filled = np.ones((7, 10), bool)
+    filled[1:3, 3:6] = False
+    path = write_pyramidal_tiff(
+        tmp_path / "m.tif", SparseImage(data, filled), 2.0, compression="zlib", tile=32, min_size=32
+    )
+    np.testing.assert_array_equal(tifffile.imread(path), data)
+    with tifffile.TiffFile(path) as tif:
+        np.testing.assert_array_equal(tif.pages[1].asarray(), reduce2(data, "mean"))

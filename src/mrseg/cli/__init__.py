@@ -21,5 +21,6 @@ from mrseg.cli import predict as _predict  # noqa: F401  # isort: skip
 from mrseg.cli import slides as _slides  # noqa: F401  # isort: skip
 from mrseg.cli import synth as _synth  # noqa: F401  # isort: skip
 from mrseg.cli import train as _train  # noqa: F401  # isort: skip
+from mrseg.cli import view as _view  # noqa: F401  # isort: skip
 
 __all__ = ["app", "main"]

@@ -31,7 +31,7 @@ def annotations_command(
 ) -> None:
     """Summarise an annotation file: counts per group/label, areas (mm^2 when mpp is known), bounding box."""
     from mrseg.wsi.annotations import load_annotations
-    from mrseg.wsi.annotations.stats import summarize, write_overlay
+    from mrseg.wsi.annotations.stats import summarize, warn_outside, write_overlay
 
     if slide_mpp is not None and not slide_mpp > 0:
         raise MrsegError(f"--slide-mpp must be positive, got {slide_mpp}")
@@ -47,6 +47,7 @@ def annotations_command(
         with load_annotations(file, slide_dimensions=dims) as ann:  # type: ignore[arg-type]
             summary = summarize(ann, mpp)
             if opened is not None:
+                summary["outside_fraction"] = warn_outside(ann, opened.dimensions, opened.path)
                 target = overlay if overlay is not None else Path.cwd() / f"{file.stem}.overlay.png"
                 summary["overlay"] = str(write_overlay(ann, opened, target))
     finally:
@@ -107,27 +108,40 @@ def tissue_command(
     out: Path | None = typer.Option(None, "--out", help="Write the mask (.png or .npz)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask."""
-    from mrseg.wsi.tissue import tissue_mask
+    """Detect tissue on a slide thumbnail; print the tissue fraction and optionally save the mask.
+
+    Without an mpp (none in the file, no --slide-mpp) the detection runs in pixels: --tissue-mpp is
+    read as level-0 pixels per mask pixel and the sizes of the tissue settings as level-0 pixels.
+    """
+    from mrseg.wsi.tissue import check_mask_suffix, tissue_mask
 
     if not tissue_mpp > 0:
         raise MrsegError(f"--tissue-mpp must be positive, got {tissue_mpp}")
-    with Slide.open(slide, mpp=slide_mpp) as opened:
+    if out is not None:
+        check_mask_suffix(out)
+    with Slide.open(slide, mpp=slide_mpp, require_mpp=False) as opened:
         tm = tissue_mask(opened, replace(_TISSUE, mpp=tissue_mpp))
+        known = opened.mpp_known
+    area_px2 = tm.fraction * (tm.box_l0[2] * tm.box_l0[3])
     result: dict[str, Any] = {
         "slide": str(slide),
-        "tissue_mpp": tissue_mpp,
+        "mpp": opened.mpp if known else None,
+        "tissue_mpp": tissue_mpp if known else None,
+        "downsample": tissue_mpp / opened.mpp,
         "shape": list(tm.mask.shape),
         "fraction": tm.fraction,
-        "tissue_area_mm2": tm.fraction * (tm.box_l0[2] * tm.box_l0[3]) * opened.mpp**2 / 1e6,
+        "tissue_area_px2": area_px2,
+        "tissue_area_mm2": area_px2 * opened.mpp**2 / 1e6 if known else None,
     }
     if out is not None:
         result["out"] = str(tm.save(out))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
+        return
+    mask = f"a {tm.mask.shape[1]}x{tm.mask.shape[0]} mask"
+    if known:
+        where = f"({result['tissue_area_mm2']:.2f} mm^2) on {mask} at {tissue_mpp:g} mpp"
     else:
-        typer.echo(
-            f"{slide}: tissue fraction {tm.fraction:.3f} ({result['tissue_area_mm2']:.2f} mm^2) "
-            f"on a {tm.mask.shape[1]}x{tm.mask.shape[0]} mask at {tissue_mpp:g} mpp"
-            + (f"; wrote {result['out']}" if out is not None else "")
-        )
+        where = f"({area_px2:.0f} level-0 px^2) on {mask}, downsample {tissue_mpp:g}; mpp unknown (give --slide-mpp)"
+    wrote = f"; wrote {result['out']}" if out is not None else ""
+    typer.echo(f"{slide}: tissue fraction {tm.fraction:.3f} {where}{wrote}")

@@ -17,15 +17,21 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from mrseg import __version__
-from mrseg.core.errors import MrsegError
+from mrseg.cli.errors import demote_third_party_logs, error_line
 
 log = logging.getLogger("mrseg")
 
 #: ``mrseg --help`` lists the commands in the order of the trip: slides, synthetic data, networks,
 #: training, prediction, evaluation, the demo that runs them all. Commands not listed come last.
 COMMAND_ORDER: tuple[str, ...] = (
-    "info", "patch", "annotations", "tissue", "synth", "models", "export", "train", "predict", "evaluate", "demo",
+    "info", "patch", "annotations", "tissue", "synth", "models", "export", "train", "predict", "evaluate", "view",
+    "demo",
 )  # fmt: skip
+
+
+def _is_cli_control(error: BaseException) -> bool:
+    """typer's and click's exceptions (exit, abort, usage errors) are theirs to report."""
+    return type(error).__module__.split(".")[0] in ("typer", "click")
 
 
 def hide_flag_types(params: Iterable[Any]) -> list[Any]:
@@ -65,13 +71,17 @@ class MrsegGroup(TyperGroup):
     """The ``mrseg`` group: errors as one line, commands in the trip's order, flags without a type."""
 
     def invoke(self, ctx: Any) -> Any:  # typer >= 0.23 vendors its own click Context
-        """Turn an :class:`MrsegError` into ``error: ...`` on stderr and exit status 1 (``--debug``: raise)."""
+        """Turn an error into one line ``error: ...`` on stderr and exit status 1 (``--debug``: raise).
+
+        The line comes from :func:`mrseg.cli.errors.error_line`; typer's and click's own exceptions
+        (usage errors, ``typer.Exit``) pass through.
+        """
         try:
             return super().invoke(ctx)
-        except MrsegError as error:
-            if (ctx.obj or {}).get("debug"):
+        except Exception as error:
+            if _is_cli_control(error) or (ctx.obj or {}).get("debug"):
                 raise
-            typer.echo(f"error: {error}", err=True)
+            typer.echo(f"error: {error_line(error, ctx.invoked_subcommand or 'mrseg')}", err=True)
             ctx.exit(1)
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -146,6 +156,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     from rich.console import Console
     from rich.logging import RichHandler
 
+    demote_third_party_logs()
     root = logging.getLogger("mrseg")
     root.setLevel(level)
     if not any(getattr(h, "_mrseg", False) for h in root.handlers):

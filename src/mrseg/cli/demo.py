@@ -35,6 +35,12 @@ def demo_command(
         "--workers",
         help="Slide-generation processes and prediction reader threads (default: the preset's, at most the CPUs).",
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        help="Models trained and predicted at once, one process each (default: min(2, CPUs); results do not "
+        "depend on it).",
+    ),
 ) -> None:
     """The paper's experiment end to end on synthetic slides; prints the metrics table.
 
@@ -45,16 +51,22 @@ def demo_command(
 
     from mrseg.core.overrides import parse_overrides
     from mrseg.demo import default_settings, quick_settings, run_demo
-    from mrseg.demo.report import rich_table
+    from mrseg.demo.report import headline, rich_table
+    from mrseg.demo.viewer import view_command
 
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     settings = (quick_settings if quick else default_settings)(seed=seed, device=device)
     n_workers = workers if workers is not None else min(settings.workers, os.cpu_count() or 1)
-    settings = replace(settings, workers=n_workers)
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    settings = replace(settings, workers=n_workers, jobs=jobs if jobs is not None else settings.jobs)
     if overrides:
         settings = replace(settings, train={**settings.train, **parse_overrides(overrides)})
     result = run_demo(out, settings, fresh=fresh, progress=sys.stderr.isatty())
     console = Console()
     console.print(rich_table(result.results))
+    console.print(headline(result.results), markup=False)
     console.print(f"report: {result.report_html}")
+    view = view_command(result.out_dir, result.results["models"])
+    console.print(f"to look at the test slides: {view}", soft_wrap=True, markup=False, highlight=False)

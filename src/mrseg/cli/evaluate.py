@@ -1,6 +1,8 @@
-"""``mrseg evaluate``: pixel-level metrics and figures (a thin layer over :func:`mrseg.evaluation.evaluate.evaluate`).
+"""``mrseg evaluate``: pixel-level metrics and figures (a thin layer over :func:`mrseg.evaluation.evaluate.evaluate`),
+with ``--froc`` also CAMELYON16's lesion-level FROC and the slide-level ROC AUC.
 
-Every option's default is :class:`~mrseg.evaluation.settings.EvaluateSettings`'s.
+Every option's default is :class:`~mrseg.evaluation.settings.EvaluateSettings`'s or
+:class:`~mrseg.evaluation.settings.LesionSettings`'s.
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ import typer
 
 from mrseg.cli.app import command
 from mrseg.core.errors import ConfigError
-from mrseg.evaluation.settings import EvaluateSettings, Within
+from mrseg.evaluation.settings import (
+    DetectionRule,
+    EvaluateSettings,
+    LesionSettings,
+    MissingTruth,
+    SlideScoreRule,
+    Within,
+)
+from mrseg.evaluation.slide_lists import resolve_slides
 
 log = logging.getLogger("mrseg.cli")
 
 #: The library's defaults, shown by every option below.
 _DEFAULTS = EvaluateSettings()
+_LESIONS = LesionSettings()
 
 
 @command("evaluate", renamed={"--mpp": "--eval-mpp"})
@@ -48,19 +59,70 @@ def evaluate_command(
         help="Slide stem for a qualitative panel (repeatable; default: the first).",
     ),
     bins: int = typer.Option(_DEFAULTS.bins, "--bins", help="Histogram bins of the ROC."),
+    slides: list[str] | None = typer.Option(
+        _DEFAULTS.slides,
+        "--slides",
+        metavar="FILE|LIST|STEMS",
+        help="Evaluate only these slides: a list file (one stem a line), a packaged list "
+        "(camelyon16_test: the 128 test slides) or comma-separated stems; repeatable.",
+    ),
+    missing_truth: str = typer.Option(
+        _DEFAULTS.missing_truth,
+        "--missing-truth",
+        metavar="|".join(get_args(MissingTruth)),
+        help="Predicted slides without truth file: skip them, or count them as tumour-free.",
+    ),
+    froc: bool = typer.Option(
+        False, "--froc", help="Also lesion-level FROC (CAMELYON16's rules) and slide-level ROC AUC."
+    ),
+    froc_mpp: float = typer.Option(_LESIONS.mpp, "--froc-mpp", help="Evaluation-mask resolution in µm/px (--froc)."),
+    detection: str = typer.Option(
+        _LESIONS.detection,
+        "--detection",
+        metavar="|".join(get_args(DetectionRule)),
+        help="Detections: non-maximum suppression (NCRF) or connected components of the thresholded map.",
+    ),
+    detection_mpp: float = typer.Option(
+        _LESIONS.detection_mpp, "--detection-mpp", help="Resolution the map is read at for detections, in µm/px."
+    ),
+    detection_threshold: float = typer.Option(
+        _LESIONS.threshold, "--detection-threshold", help="Detections are pixels with probability above this."
+    ),
+    nms_radius_um: float = typer.Option(
+        _LESIONS.nms_radius_um, "--nms-radius-um", help="Half side of the NMS square in µm."
+    ),
+    slide_score: str = typer.Option(
+        _LESIONS.slide_score,
+        "--slide-score",
+        metavar="|".join(get_args(SlideScoreRule)),
+        help=f"Slide score: the map's maximum, or the area (mm²) with probability >= {_LESIONS.area_threshold:g}.",
+    ),
 ) -> None:
     """Pixel-level ROC/AUC, Dice, IoU, precision, recall, accuracy (at 0.5 and the best-Dice threshold).
 
     Multi-class predictions also get per-class one-vs-rest scores, a confusion matrix and macro averages.
+    --froc adds CAMELYON16's lesion-level FROC and the slide-level ROC AUC (froc.csv, slides.csv,
+    froc.png, slide_roc.png). Slides lacking truth or a prediction are named and skipped.
     """
     from mrseg.evaluation.evaluate import evaluate
 
+    lesions = LesionSettings(
+        mpp=froc_mpp,
+        detection=detection,  # type: ignore[arg-type]  # checked by LesionSettings (ConfigError)
+        detection_mpp=detection_mpp,
+        threshold=detection_threshold,
+        nms_radius_um=nms_radius_um,
+        slide_score=slide_score,  # type: ignore[arg-type]
+    )
     settings = EvaluateSettings(
         mpp=eval_mpp,
         within=within,  # type: ignore[arg-type]  # checked by EvaluateSettings (ConfigError)
         bins=bins,
         tissue_mpp=tissue_mpp,
         panels=tuple(panel) if panel else None,
+        slides=resolve_slides(slides) if slides else None,
+        missing_truth=missing_truth,  # type: ignore[arg-type]
+        lesions=lesions if froc else None,
     )
     result = evaluate(_named_folders(pred), truth, out, settings)
     for name, model in result["models"].items():
@@ -92,6 +154,16 @@ def _log_model(name: str, model: dict[str, Any]) -> None:
         _score(pooled["best_dice"]["dice"]),
         pooled["best_dice"]["threshold"],
     )
+    if "lesions" in model:
+        lesions = model["lesions"]
+        log.info(
+            "%s: lesion FROC %s (%d lesions, %d slides), slide-level AUC %s",
+            name,
+            _score(lesions["froc"]["score"]),
+            lesions["froc"]["n_lesions"],
+            lesions["froc"]["n_slides"],
+            _score(lesions["slide"]["auc"]),
+        )
     if "multiclass" in model:
         macro = model["multiclass"]["pooled"]["macro"]
         log.info(

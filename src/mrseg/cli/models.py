@@ -10,6 +10,7 @@ import typer
 
 from mrseg.cli.app import command
 from mrseg.cli.options import DEFAULT_PATCH_PX, MULTI_VALUE_ARGS, mpps_option, mpps_value
+from mrseg.core.atomic import check_new_file
 
 
 @command("models", context_settings=MULTI_VALUE_ARGS)
@@ -84,12 +85,14 @@ def export_command(
     format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|torchscript", help="Export format."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (written atomically after verification)."),
     atol: float = typer.Option(1e-4, "--atol", help="Largest accepted |exported - PyTorch| on random input."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export a checkpoint's network to ONNX (dynamic batch) or TorchScript, verified against PyTorch."""
     from mrseg.models.export import FORMATS, ExportError, export_checkpoint
 
     if format not in FORMATS:
         raise ExportError(f"unknown --format {format!r}; choose one of {list(FORMATS)}")
+    check_new_file(out, overwrite=overwrite)
     result = export_checkpoint(checkpoint, out, format=format, atol=atol)  # type: ignore[arg-type]
     typer.echo(
         f"wrote {result.path} ({result.format}, input {list(result.input_shape)} with dynamic batch, "

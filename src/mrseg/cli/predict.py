@@ -16,7 +16,7 @@ from mrseg.cli.app import command
 from mrseg.cli.options import RENAMED_SLIDE_MPP, backend_option, device_option, slide_mpp_option
 from mrseg.core.errors import ConfigError, MrsegError
 from mrseg.core.tissue_spec import DEFAULT_TISSUE_MPP
-from mrseg.inference.settings import PRECISIONS, PredictSettings, Ramp
+from mrseg.inference.settings import ENGINES, PRECISIONS, PredictSettings, Ramp
 
 log = logging.getLogger("mrseg.cli")
 
@@ -36,6 +36,11 @@ def predict_command(
         "--precision",
         metavar="|".join(PRECISIONS),
         help="fp32, bf16 (autocast) or auto (bf16 where the device computes it natively).",
+    ),
+    engine: str = typer.Option(
+        _DEFAULTS.engine,
+        "--engine",
+        help=f"What runs the network: {', '.join(ENGINES)} (eager, torch.compile, ONNX Runtime on the CPU).",
     ),
     batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help="Tiles per forward pass."),
     overlap: float = typer.Option(
@@ -57,7 +62,8 @@ def predict_command(
         list(_DEFAULTS.writers),
         "--writers",
         metavar="NAME,...",
-        help="Outputs: tiff (probability maps), labels (label map, multi-class), overlay (PNG), geojson (polygons).",
+        help="Outputs: tiff (probability maps), labels (label map, multi-class), overlay (PNG), geojson (polygons), "
+        "asap (ASAP XML regions), level0 (maps on the slide's level-0 grid, for ASAP and QuPath), ome (OME-TIFF maps).",
     ),
     geojson: bool = typer.Option(False, "--geojson", help="Add the geojson writer (QuPath polygons >= --threshold)."),
     threshold: float = typer.Option(_DEFAULTS.threshold, "--threshold", help="Probability threshold of the polygons."),
@@ -102,6 +108,7 @@ def predict_command(
         device=device,
         backend=backend,
         precision=precision,
+        engine=engine,
         batch_size=batch_size,
         overlap=overlap,
         tissue_mask=tissue_mask,
@@ -117,6 +124,9 @@ def predict_command(
     create_writers(settings.writers)  # unknown names: one error now, not one per slide
     if scheduler is None:
         resolve_device(device)  # the device must exist here (a remote cluster checks its own)
+    folders = [str(s) for s in slides if s.is_dir()]
+    if folders:
+        raise ConfigError(f"{', '.join(folders)}: is a directory, not a slide file (give the slide files)")
     missing = [str(s) for s in slides if not s.is_file()]
     if missing:
         raise ConfigError(f"slide(s) not found: {', '.join(missing)}")
@@ -127,6 +137,8 @@ def predict_command(
     done = sum(r.status == "done" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     log.info("%d slide(s) predicted, %d skipped (up to date), %d failed", done, skipped, len(failed))
+    if len(results) == 1 and failed:
+        raise MrsegError(str(failed[0].error))
     if failed:
         lines = "; ".join(f"{Path(r.slide).name}: {r.error}" for r in failed)
         raise MrsegError(f"{len(failed)} of {len(results)} slide(s) failed: {lines}")

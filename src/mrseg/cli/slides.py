@@ -20,7 +20,7 @@ from mrseg.cli.options import (
     mpps_value,
     slide_mpp_option,
 )
-from mrseg.core.atomic import atomic_path
+from mrseg.core.atomic import atomic_path, check_new_file, check_not_input
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.wsi.slide import Slide
@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def slide_facts(slide: Any) -> dict[str, Any]:
-    """The JSON-able facts ``mrseg info --json`` prints for an open :class:`mrseg.wsi.slide.Slide`."""
+    """The JSON-able facts ``mrseg info --json`` prints for an open :class:`mrseg.wsi.slide.Slide`.
+
+    A slide without mpp (``slide.mpp_known`` False) has ``mpp`` and every level's ``mpp`` None.
+    """
+    known = getattr(slide, "mpp_known", True)
     return {
         "path": str(slide.path),
         "backend": slide.backend,
@@ -37,10 +41,10 @@ def slide_facts(slide: Any) -> dict[str, Any]:
         "dimensions": list(slide.dimensions),
         "level_count": slide.level_count,
         "levels": [
-            {"size": list(size), "downsample": ds, "mpp": mpp}
+            {"size": list(size), "downsample": ds, "mpp": mpp if known else None}
             for size, ds, mpp in zip(slide.level_dimensions, slide.level_downsamples, slide.level_mpps, strict=True)
         ],
-        "mpp": slide.mpp,
+        "mpp": slide.mpp if known else None,
         "associated_images": list(slide.associated_images),
     }
 
@@ -52,23 +56,28 @@ def info_command(
     backend: str = backend_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Print a slide's size, pyramid levels with their mpp, vendor and associated images."""
-    with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
+    """Print a slide's size, pyramid levels with their mpp, vendor and associated images.
+
+    A slide without mpp (none in the file, no --slide-mpp) shows its pixel facts and "mpp unknown".
+    """
+    with Slide.open(slide_path, backend=backend, mpp=slide_mpp, require_mpp=False) as slide:
         facts = slide_facts(slide)
     if as_json:
         typer.echo(json.dumps(facts))
         return
     w, h = facts["dimensions"]
+    mpp = facts["mpp"]
     typer.echo(f"{facts['path']}")
     typer.echo(f"  backend   {facts['backend']} (vendor {facts['vendor']})")
-    typer.echo(
-        f"  size      {w} x {h} px at {facts['mpp']:g} um/px ({w * facts['mpp'] / 1000:.2f} x "
-        f"{h * facts['mpp'] / 1000:.2f} mm)"
-    )
+    if mpp is None:
+        typer.echo(f"  size      {w} x {h} px, mpp unknown (give it with --slide-mpp)")
+    else:
+        typer.echo(f"  size      {w} x {h} px at {mpp:g} um/px ({w * mpp / 1000:.2f} x {h * mpp / 1000:.2f} mm)")
     typer.echo(f"  levels    {facts['level_count']}")
     for index, level in enumerate(facts["levels"]):
         lw, lh = level["size"]
-        typer.echo(f"    {index}: {lw} x {lh} px, downsample {level['downsample']:g}, {level['mpp']:.4g} um/px")
+        at = "mpp unknown" if level["mpp"] is None else f"{level['mpp']:.4g} um/px"
+        typer.echo(f"    {index}: {lw} x {lh} px, downsample {level['downsample']:g}, {at}")
     names = ", ".join(facts["associated_images"]) or "none"
     typer.echo(f"  associated images: {names}")
 
@@ -83,6 +92,7 @@ def patch_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output PNG (written atomically)."),
     slide_mpp: float | None = slide_mpp_option(),
     backend: str = backend_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Write the concentric patches around one centre side by side, finer fields of view outlined."""
     from PIL import Image
@@ -92,7 +102,18 @@ def patch_command(
     spec = InputSpec(mpps=mpps_value(ctx, mpps), size_px=size)
     if not all(math.isfinite(c) for c in center):
         raise ConfigError(f"--center must be two finite level-0 coordinates, got {center}")
+    check_not_input(out, slide_path)
+    check_new_file(out, overwrite=overwrite)
     with Slide.open(slide_path, backend=backend, mpp=slide_mpp) as slide:
+        w0, h0 = slide.dimensions
+        if not (0 <= center[0] < w0 and 0 <= center[1] < h0):
+            log.warning(
+                "%s: centre %g, %g lies outside the slide (%dx%d level-0 px): the patches show glass",
+                slide_path,
+                *center,
+                w0,
+                h0,
+            )
         patches = read_concentric(slide, center, spec)
     figure = concentric_figure(patches, spec.mpps)
     with atomic_path(out) as tmp:

@@ -33,8 +33,17 @@ def parse_overrides(items: Sequence[str], *, option: str = "--set") -> dict[str,
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as error:
-            raise ConfigError(f"{option} {key}: value {raw!r} is not valid YAML: {error}") from None
+            raise ConfigError(f"{option} {key}: value {raw!r} is not valid YAML ({yaml_problem(error)})") from None
     return out
 
 
-__all__ = ["parse_overrides"]
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: ``line 1, column 8: expected ',' or ']'`` (PyYAML's text spans lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(error).split())
+
+
+__all__ = ["parse_overrides", "yaml_problem"]

@@ -11,6 +11,8 @@ by evaluation, the demo's mimic scores and the viewer. The JSON layout::
     map         {mpp (um per map pixel), shape [H, W], dtype (uint8|float16), scale (255|1), channels, content}
     outputs     {key: file name in the same folder}: see below
     writers     {writer name: what it reported}, e.g. {"geojson": {"polygons": 3}} (non-empty reports only)
+    files       {file name: {bytes, sha256}} of every output but the record (records before mrseg 0.x lack it):
+                ``predict`` skips a slide only when its files still match (:func:`files_intact`)
 
 Output keys: ``map`` (foreground probability: the one class of a binary task, ``1 - P(background)``
 otherwise), ``record`` (this file), ``overlay`` (PNG), optional ``geojson`` (features classified by
@@ -24,6 +26,7 @@ Map pixel ``(u, v)`` covers level-0 ``[u*d, (u+1)*d) x [v*d, (v+1)*d)`` with ``d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -129,6 +132,43 @@ class PredictionRecord:
         )
 
 
+def file_sha256(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file (identifies checkpoints and outputs in records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex}`` of a file: a record's ``files`` entry."""
+    return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+
+
+def files_intact(folder: str | os.PathLike[str], record: dict[str, Any]) -> bool:
+    """True when every output of ``record`` (a record's JSON) exists in ``folder`` with its recorded size and hash.
+
+    Records without ``files`` (older ones) are checked for presence only.
+    """
+    folder = Path(folder)
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return False
+    if not all((folder / str(name)).is_file() for name in outputs.values()):
+        return False
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return True
+    for name, digest in files.items():
+        path = folder / str(name)
+        if not isinstance(digest, dict) or not path.is_file() or os.path.getsize(path) != digest.get("bytes"):
+            return False
+        if file_sha256(path) != digest.get("sha256"):
+            return False
+    return True
+
+
 def load_record_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The JSON document of a record, or None when absent, unreadable or not an object."""
     try:
@@ -183,4 +223,12 @@ def find_prediction_records(folder: str | os.PathLike[str]) -> dict[str, Predict
     return out
 
 
-__all__ = ["PredictionRecord", "find_prediction_records", "load_record_json", "read_prediction_record"]
+__all__ = [
+    "PredictionRecord",
+    "file_digest",
+    "file_sha256",
+    "files_intact",
+    "find_prediction_records",
+    "load_record_json",
+    "read_prediction_record",
+]

@@ -165,6 +165,20 @@ class StageRunner:
         self.cache = StageCache(root, fresh=fresh)
         self.records: list[StageRecord] = []
 
+    def reuse_or_clear(self, name: str, key: str, clean: Sequence[Path] = ()) -> StageRecord | None:
+        """The record of stage ``name`` if fresh for ``key``; else forget it, remove ``clean`` and return None."""
+        record = self.cache.lookup(name, key)
+        if record is not None:
+            log.info("stage %s: reused (finished %s, took %s)", name, record.finished, fmt_seconds(record.seconds))
+            return record
+        self.cache.invalidate(name)
+        for path in clean:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return None
+
     def run(
         self,
         name: str,
@@ -178,17 +192,10 @@ class StageRunner:
         the record is stored after it returns.
         """
         key = stage_key(payload)
-        record = self.cache.lookup(name, key)
+        record = self.reuse_or_clear(name, key, clean)
         if record is not None:
-            log.info("stage %s: reused (finished %s, took %s)", name, record.finished, fmt_seconds(record.seconds))
             self.records.append(record)
             return record
-        self.cache.invalidate(name)
-        for path in clean:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
         with Timer() as timer:
             outputs, info = body()
         record = self.cache.store(name, key, outputs, timer.seconds, timer.cpu_seconds, info)

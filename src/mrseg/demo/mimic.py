@@ -232,7 +232,7 @@ def _draw_crop(
     image_handle = None
     inside_mimic = fill_rings(lesion.rings, grid).astype(bool)
     for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):
-        image_handle = ax.imshow(prob, cmap="jet", vmin=0, vmax=1, interpolation="nearest")
+        image_handle = ax.imshow(prob, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         inside = prob[inside_mimic]
         ax.set_title(f"{name}\nmean p in mimic {float(inside.mean()) if inside.size else math.nan:.2f}", fontsize=9)
     for ax in axes:

@@ -1,8 +1,8 @@
-"""The demo's stages: data -> train (six models) -> predict (val, test) -> evaluate -> mimics -> report.
+"""The demo's stages: data -> train (six models) -> predict (val, test by default) -> evaluate -> mimics -> report.
 
 Folder layout of ``DIR`` (every path below is relative to it)::
 
-    data/{train,val,test}/      mrseg synth outputs (slides, annotations, masks, layouts, manifest.csv)
+    data/{train,val,test,val2}/ mrseg synth outputs (slides, annotations, masks, layouts, manifest.csv)
     data/train_val.csv          training manifest: train slides (split=train) and val slides (split=val)
     runs/<model>/               mrseg train run folders (best.pt, last.pt, metrics.csv, config.yaml...)
     preds/<split>/<model>/      mrseg predict outputs (<stem>.tif, <stem>_overlay.png, <stem>.json)
@@ -19,6 +19,7 @@ stages are the functions of :mod:`mrseg.demo.stages`; :func:`run_demo` chains th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrseg.core.atomic import atomic_write_text
 from mrseg.core.device import resolve_device
-from mrseg.demo.cache import StageRecord, StageRunner
+from mrseg.core.errors import ConfigError
+from mrseg.core.locks import output_lock
+from mrseg.demo.cache import STAGE_DIR, StageRecord, StageRunner
 from mrseg.demo.report import write_report
 from mrseg.demo.results import build_results
 from mrseg.demo.settings import DemoSettings, default_settings
@@ -87,7 +91,33 @@ def run_demo(
     """
     settings = settings or default_settings()
     root = Path(out_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    check_demo_folder(root)
+    with output_lock(root.parent / f".{root.name}.lock", f"demo folder {out_dir}"):
+        (root / STAGE_DIR).mkdir(parents=True, exist_ok=True)  # marks the folder as a demo's
+        return _run_stages(root, settings, fresh, progress)
+
+
+def check_demo_folder(root: Path) -> None:
+    """Refuse a ``root`` that is a file, or a non-empty folder without ``.stages``.
+
+    Such a folder is not a demo's: the stages would replace its files.
+
+    Raises
+    ------
+    ConfigError
+        Naming the folder.
+    """
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root}: demo folder exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / STAGE_DIR).is_dir():
+        raise ConfigError(
+            f"{root}: not a demo folder (no {STAGE_DIR}/) and not empty; the demo writes only into an empty "
+            "folder or one of its own: choose another --out"
+        )
+
+
+def _run_stages(root: Path, settings: DemoSettings, fresh: bool, progress: bool) -> DemoResult:
+    """Every stage of :func:`run_demo` in ``root`` (held under its lock)."""
     t_start = time.perf_counter()
     device = str(resolve_device(settings.device))
     run = DemoRun(root, settings, StageRunner(root, fresh), device, settings.model_specs(), progress)
@@ -117,9 +147,13 @@ def report_stage(
         run.root, run.settings, run.device, run.specs, metrics, mimic, train_info, run.runner.records, panel
     )
     results["total_seconds"] = time.perf_counter() - t_start
+    if "test" not in run.eval_splits:  # tuning mode: numbers only, the report is about held-out test slides
+        path = atomic_write_text(run.root / "results.json", json.dumps(results, indent=2, default=str))
+        log.info("results (no test split, no report): %s", path)
+        return DemoResult(run.root, results, path, path, run.runner.records)
     html, md = write_report(run.root, results)
     log.info("report: %s", html)
     return DemoResult(run.root, results, html, md, run.runner.records)
 
 
-__all__ = ["DemoResult", "report_stage", "run_demo"]
+__all__ = ["DemoResult", "check_demo_folder", "report_stage", "run_demo"]

@@ -17,17 +17,19 @@ import json
 import logging
 import math
 import os
-import statistics
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.figures import pyplot, save_figure
-from mrseg.evaluation.metrics import BinaryHistogram
+from mrseg.core.histogram import BinaryHistogram
+from mrseg.demo.results import LESION_HEADERS, lesion_rows
+from mrseg.demo.viewer import view_command
+from mrseg.evaluation.settings import LesionSettings
 from mrseg.training.runlog import read_metrics
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("dice", "Dice@0.5"),
     ("iou", "IoU@0.5"),
     ("best_dice", "best Dice"),
-    ("best_dice_threshold", "at t"),
+    ("best_dice_threshold", "best-Dice threshold"),
 )
 
 
@@ -66,23 +68,39 @@ def table_headers() -> list[str]:
 
 
 def mimic_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    """Per model: mean probability and share of pixels >= 0.5 in tumour nests and in mimics (test slides)."""
+    """Per model: mean probability and share of pixels >= 0.5 in tumour nests and in mimics (test slides).
+
+    Rounded to two decimals; higher is better in nests, lower is better in mimics (:data:`MIMIC_HEADERS`).
+    """
     rows = []
     for entry in results["models"].values():
         m = entry.get("mimic", {})
         rows.append(
             [
                 entry["label"],
-                _f(m.get("tumour_mean"), 3),
-                _f(m.get("tumour_positive"), 3),
-                _f(m.get("mimic_mean"), 3),
-                _f(m.get("mimic_positive"), 3),
+                _f(m.get("tumour_mean"), 2),
+                _f(m.get("tumour_positive"), 2),
+                _f(m.get("mimic_mean"), 2),
+                _f(m.get("mimic_positive"), 2),
             ]
         )
     return rows
 
 
-MIMIC_HEADERS = ["model", "mean p in nests", "nest px >= 0.5", "mean p in mimics", "mimic px >= 0.5"]
+MIMIC_HEADERS = [
+    "model",
+    "nests: mean p (higher is better)",
+    "nests: share of px with p >= 0.5 (higher is better)",
+    "mimics: mean p (lower is better)",
+    "mimics: share of px with p >= 0.5 (lower is better)",
+]
+#: What the mimic table shows, above it in the report.
+MIMIC_NOTE = (
+    "Tumour nests (label 1) and tumour mimics (label 0: look like tumour at high resolution, context says "
+    "otherwise) on the test slides; p = the model's tumour probability. A model that uses context keeps nests "
+    "high and mimics low."
+)
+STAGE_HEADERS = ["stage", "wall s", "CPU s", "status"]
 
 
 def stage_rows(results: Mapping[str, Any]) -> list[list[str]]:
@@ -104,22 +122,29 @@ def stage_totals(results: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 
 def plot_rocs(root: str | os.PathLike[str], results: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Validation and test ROC curves of every model side by side (pooled pixels), AUCs in the legends."""
+    """Validation and test ROC curves of every model side by side (pooled pixels), AUCs in the legends.
+
+    The false-positive axis is logarithmic (from 1e-4, or one negative pixel when there are fewer),
+    so curves that crowd the top-left corner on a linear axis can be told apart.
+    """
     root = Path(root)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), dpi=110)
     for ax, split in zip(axes, ("val", "test"), strict=True):
         data = json.loads((root / "eval" / split / "metrics.json").read_text())
+        low = 1e-4
         for entry in results["models"].values():
             pooled = data["models"][entry["label"]]["pooled"]
             hist = BinaryHistogram.from_dict(pooled["histogram"])
             fpr, tpr, _ = hist.roc()
+            low = max(low, 1.0 / max(hist.n_neg, 1))
             ax.plot(fpr, tpr, lw=1.6, label=f"{entry['label']} ({_f(pooled['auc'])})")
-        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        chance = np.logspace(-6, 0, 61)
+        ax.plot(chance, chance, color="0.6", lw=0.8, ls="--")
         name = "validation" if split == "val" else "held-out test"
-        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
+        ax.set_xscale("log")
+        ax.set(xlim=(low, 1), ylim=(0, 1.01), xlabel="False positive rate (log scale)", ylabel="True positive rate")
         ax.set_title(f"{name} slides")
-        ax.set_aspect("equal")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8, title="model (AUC)")
     fig.suptitle(f"Pixel-level ROC at {results['eval']['mpp']:g} µm/px within tissue")
@@ -171,10 +196,15 @@ def _figures(root: Path, results: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(relative path, caption) of every figure of the report that exists."""
     panel = results.get("panel_slide")
     figures = [
-        ("roc.png", "Pixel-level ROC curves on the validation and the held-out test slides (paper Fig. 3)."),
+        (
+            "roc.png",
+            "Pixel-level ROC curves on the validation and the held-out test slides (paper Fig. 3); "
+            "false-positive rate on a log scale.",
+        ),
         (
             f"eval/test/panel_{panel}.png",
-            f"Test slide {panel}: H&E, ground truth and each model's probability map (paper Fig. 4).",
+            f"Test slide {panel}: H&E, ground truth and each model's probability map (paper Fig. 4; "
+            "red outline: ground truth; viridis colour scale, 0 to 1).",
         ),
         (
             "mimic/mimic_crop.png",
@@ -185,6 +215,37 @@ def _figures(root: Path, results: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(rel, cap) for rel, cap in figures if (root / rel).is_file()]
 
 
+def versus_best_unet(models: list[Mapping[str, Any]], mrn: Mapping[str, Any], metric: str) -> tuple[float, str]:
+    """(MRN minus the best U-Net, that U-Net's label) on the test slides by ``metric``; NaN when undefined."""
+    unets = [(e["label"], float(e.get("test", {}).get(metric, math.nan))) for e in models]
+    unets = [(n, v) for n, v in unets if n.startswith("U-Net") and v == v]
+    if not unets:
+        return math.nan, ""
+    rival, best = max(unets, key=lambda t: t[1])
+    return float(mrn.get("test", {}).get(metric, math.nan)) - best, rival
+
+
+def headline(results: Mapping[str, Any]) -> str:
+    """Who won on the held-out test slides and by how much: each MRN against the best U-Net, AUC and Dice."""
+    models = list(results["models"].values())
+    parts = []
+    for mrn in (e for e in models if e["label"].startswith("MRN")):
+        diffs = {name: versus_best_unet(models, mrn, m) for m, name in (("auc", "AUC"), ("dice", "Dice@0.5"))}
+        if any(d != d for d, _ in diffs.values()):
+            parts.append(f"{mrn['label']}: undefined (no tumour or no normal pixel on the test slides)")
+            continue
+        won = all(d > 0 for d, _ in diffs.values())
+        verdict = "beats every U-Net on AUC and Dice" if won else "does not beat every U-Net on both"
+        detail = "; ".join(f"{name} {d:+.4f} vs {rival}" for name, (d, rival) in diffs.items())
+        parts.append(f"{mrn['label']} {verdict} ({detail})")
+    if not parts:
+        return "No MRN in this run."
+    return (
+        f"Test slides, seed {results.get('seed')}: " + ". ".join(parts) + ". One seed only: "
+        "python -m mrseg.report DIR [DIR ...] compares several."
+    )
+
+
 def _summary_text(results: Mapping[str, Any]) -> str:
     models = list(results["models"].values())
     test = [(e["label"], e.get("test", {}).get("auc", math.nan)) for e in models]
@@ -192,16 +253,7 @@ def _summary_text(results: Mapping[str, Any]) -> str:
     if not test:
         return "No test AUC could be computed (no tumour pixel or no normal pixel on the test slides)."
     best = max(test, key=lambda t: t[1])
-    unets = [(n, a) for n, a in test if n.startswith("U-Net")]
-    mrns = [(n, a) for n, a in test if n.startswith("MRN")]
-    parts = [f"Best test AUC: {best[0]} ({best[1]:.4f})."]
-    if unets and mrns:
-        bu = max(unets, key=lambda t: t[1])
-        bm = max(mrns, key=lambda t: t[1])
-        verdict = "above" if bm[1] > bu[1] else "not above"
-        parts.append(f"Best MRN ({bm[0]}, {bm[1]:.4f}) is {verdict} the best U-Net ({bu[0]}, {bu[1]:.4f}) on test.")
-    parts.append("One seed; see docs/results.md for the spread over seeds before drawing conclusions.")
-    return " ".join(parts)
+    return f"Best test AUC: {best[0]} ({best[1]:.4f}). {headline(results)}"
 
 
 def _settings_text(results: Mapping[str, Any]) -> list[str]:
@@ -222,6 +274,18 @@ def _settings_text(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _lesions(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    return LESION_HEADERS, lesion_rows(dict(results))
+
+
+#: What the lesion table counts (CAMELYON16's rules, ``docs/evaluation.md``).
+LESION_NOTE = (
+    f"Lesions: tumour regions grown by {LesionSettings().distance_um:g} µm whose major axis reaches "
+    f"{LesionSettings().itc_um:g} µm; smaller ones are isolated tumour cells (ITCs), neither hits nor false "
+    "positives. n/a: the test slides hold no lesion."
+)
+
+
 def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str:
     """The Markdown report (figures as relative links)."""
     root = Path(root)
@@ -229,10 +293,19 @@ def render_markdown(root: str | os.PathLike[str], results: Mapping[str, Any]) ->
     lines += [_summary_text(results), ""]
     lines += [f"- {t}" for t in _settings_text(results)]
     lines += ["", "## Metrics (pooled pixels)", "", _md_table(table_headers(), metrics_rows(results)), ""]
-    lines += ["## Tumour mimics on the test slides", "", _md_table(MIMIC_HEADERS, mimic_rows(results)), ""]
+    lines += [
+        "## Tumour mimics on the test slides",
+        "",
+        MIMIC_NOTE,
+        "",
+        _md_table(MIMIC_HEADERS, mimic_rows(results)),
+        "",
+    ]
+    lines += ["## Lesion-level FROC on the test slides (CAMELYON16 rules)", "", _md_table(*_lesions(results)), ""]
+    lines += [LESION_NOTE, ""]
     for rel, caption in _figures(root, results):
         lines += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
-    lines += ["## Time per stage", "", _md_table(["stage", "wall s", "CPU s", ""], stage_rows(results)), ""]
+    lines += ["## Time per stage", "", _md_table(STAGE_HEADERS, stage_rows(results)), ""]
     return "\n".join(lines)
 
 
@@ -247,25 +320,32 @@ _CSS = (
 def render_html(root: str | os.PathLike[str], results: Mapping[str, Any]) -> str:
     """The self-contained HTML report (figures embedded as base64 PNG data URIs)."""
     root = Path(root)
+    view = view_command(root, results["models"])
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>mrseg demo report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>mrseg demo: single-resolution U-Nets versus MRNs on synthetic slides</h1>",
-        f"<p>{html.escape(_summary_text(results))}</p><ul>",
+        f"<p>{html.escape(_summary_text(results))}</p>",
+        f"<p>To see the test slides with every model and the ground truth: <code>{html.escape(view)}</code></p><ul>",
         *(f"<li>{html.escape(t)}</li>" for t in _settings_text(results)),
         "</ul><h2>Metrics (pooled pixels)</h2>",
         _html_table(table_headers(), metrics_rows(results)),
         "<h2>Tumour mimics on the test slides</h2>",
+        f"<p>{html.escape(MIMIC_NOTE)}</p>",
         _html_table(MIMIC_HEADERS, mimic_rows(results)),
+        "<h2>Lesion-level FROC on the test slides (CAMELYON16 rules)</h2>",
+        _html_table(*_lesions(results)),
+        f"<p>{html.escape(LESION_NOTE)}</p>",
     ]
     for rel, caption in _figures(root, results):
         data = base64.b64encode((root / rel).read_bytes()).decode("ascii")
         parts.append(
             f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-            f"<figcaption>{html.escape(caption)} ({html.escape(rel)})</figcaption></figure>"
+            f"<figcaption>{html.escape(caption)} (<a href='{html.escape(rel)}'>{html.escape(rel)}</a>)</figcaption>"
+            "</figure>"
         )
-    parts += ["<h2>Time per stage</h2>", _html_table(["stage", "wall s", "CPU s", ""], stage_rows(results))]
+    parts += ["<h2>Time per stage</h2>", _html_table(STAGE_HEADERS, stage_rows(results))]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -299,75 +379,3 @@ def rich_table(results: Mapping[str, Any]) -> Any:
         cells = [_f(entry.get(split, {}).get(k)) for split in ("val", "test") for k, _ in COLUMNS[:3]]
         table.add_row(entry["label"], *cells, str(entry["train"].get("best_epoch", "")))
     return table
-
-
-#: Metrics summarised over seeds by :func:`aggregate_seeds`.
-AGGREGATED: tuple[str, ...] = ("auc", "dice", "iou", "best_dice")
-
-
-def aggregate_seeds(runs: list[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """Mean, sample standard deviation, min, max and count of each metric over several demo runs (seeds).
-
-    Parameters
-    ----------
-    runs
-        ``results.json`` contents of demo runs with the same models (typically ``--seed 0, 1, 2``).
-
-    Returns
-    -------
-    dict
-        ``{model key: {split: {metric: {"mean", "std", "min", "max", "n"}}}}``; NaN values are skipped.
-    """
-    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    keys = [k for k in runs[0]["models"] if all(k in r["models"] for r in runs)] if runs else []
-    for key in keys:
-        out[key] = {}
-        for split in ("val", "test"):
-            out[key][split] = {}
-            for metric in AGGREGATED:
-                values = [float(r["models"][key][split][metric]) for r in runs]
-                values = [v for v in values if not math.isnan(v)]
-                out[key][split][metric] = {
-                    "mean": statistics.fmean(values) if values else math.nan,
-                    "std": statistics.stdev(values) if len(values) > 1 else math.nan,
-                    "min": min(values) if values else math.nan,
-                    "max": max(values) if values else math.nan,
-                    "n": float(len(values)),
-                }
-    return out
-
-
-def aggregate_markdown(runs: list[Mapping[str, Any]]) -> str:
-    """Markdown table of mean ± std (min-max) test and validation AUC, and test Dice, over seeds."""
-    agg = aggregate_seeds(runs)
-    seeds = ", ".join(str(r.get("seed")) for r in runs)
-    lines = [f"Seeds {seeds} ({len(runs)} runs); mean ± sample std (min-max).", ""]
-    lines.append("| model | test AUC | val AUC | test Dice@0.5 | test best Dice |")
-    lines.append("|---|---|---|---|---|")
-    for key, splits in agg.items():
-        label = runs[0]["models"][key]["label"]
-
-        def cell(split: str, metric: str, splits: Any = splits) -> str:
-            s = splits[split][metric]
-            return f"{_f(s['mean'])} ± {_f(s['std'])} ({_f(s['min'])}-{_f(s['max'])})"
-
-        lines.append(
-            f"| {label} | {cell('test', 'auc')} | {cell('val', 'auc')} | {cell('test', 'dice')} "
-            f"| {cell('test', 'best_dice')} |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mrseg.demo.report DIR [DIR ...]``: print the over-seeds table of several demo folders."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.stderr.write("usage: python -m mrseg.demo.report DEMO_DIR [DEMO_DIR ...]\n")
-        return 2
-    runs = [json.loads((Path(a) / "results.json").read_text()) for a in args]
-    sys.stdout.write(aggregate_markdown(runs) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,7 @@ import torch
 
 from mrseg import __version__
 from mrseg.demo.cache import StageRecord
-from mrseg.demo.settings import SPLITS, DemoSettings, ModelSpec
+from mrseg.demo.settings import DemoSettings, ModelSpec
 
 
 def synth_facts(root: Path, split: str) -> list[dict[str, Any]]:
@@ -37,6 +37,44 @@ def split_metrics(pooled: dict[str, Any]) -> dict[str, Any]:
         "n_positive": pooled["n_positive"],
         "n_negative": pooled["n_negative"],
     }
+
+
+def lesion_metrics(lesions: dict[str, Any]) -> dict[str, Any]:
+    """The demo's summary of one model's lesion-level entry of ``metrics.json`` (test split)."""
+    froc, slide = lesions["froc"], lesions["slide"]
+    return {
+        "froc": froc["score"],
+        "sensitivity": dict(froc["sensitivity"]),
+        "n_lesions": froc["n_lesions"],
+        "n_itc": froc["n_itc"],
+        "n_fp": froc["n_fp"],
+        "n_slides": froc["n_slides"],
+        "detection": froc["detection"],
+        "slide_auc": slide["auc"],
+    }
+
+
+def lesion_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Per model with lesion metrics: FROC, sensitivity at 1/4 .. 8 FPs per slide, lesions, ITCs, FPs.
+
+    FROC and sensitivities are ``n/a`` when the test slides hold no lesion beyond isolated tumour cells.
+    """
+    rows = []
+    for entry in results["models"].values():
+        m = entry.get("test_lesions")
+        if m is not None:
+            cells = [m["froc"], *m["sensitivity"].values()]
+            counts = [str(m[k]) for k in ("n_lesions", "n_itc", "n_fp")]
+            rows.append([entry["label"], *(_num(v) for v in cells), *counts])
+    return rows
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None or value != value else f"{float(value):.4f}"
+
+
+#: Headers of :func:`lesion_rows`.
+LESION_HEADERS = ["model", "FROC", "sens@1/4", "@1/2", "@1", "@2", "@4", "@8", "lesions", "ITCs", "FPs"]
 
 
 def machine_facts() -> dict[str, Any]:
@@ -68,7 +106,11 @@ def build_results(
         entry: dict[str, Any] = {"label": spec.label, "mpps": list(spec.mpps), "train": train_info[spec.key]}
         for split, m in metrics.items():
             entry[split] = split_metrics(m["models"][spec.label]["pooled"])
+        lesions = metrics.get("test", {}).get("models", {}).get(spec.label, {}).get("lesions")
+        if lesions is not None:
+            entry["test_lesions"] = lesion_metrics(lesions)
         entry["mimic"] = mimic["scores"].get(spec.label, {})
+        entry["mimic_by_split"] = {k: v.get(spec.label, {}) for k, v in mimic.get("scores_by_split", {}).items()}
         models[spec.key] = entry
     return {
         "mrseg_version": __version__,
@@ -79,7 +121,7 @@ def build_results(
         "machine": machine_facts(),
         "splits": {
             split: {"slides": [f["name"] for f in synth_facts(root, split)], "facts": synth_facts(root, split)}
-            for split in SPLITS
+            for split in settings.data_splits()
         },
         "panel_slide": panel,
         "models": models,
@@ -92,4 +134,12 @@ def build_results(
     }
 
 
-__all__ = ["build_results", "machine_facts", "split_metrics", "synth_facts"]
+__all__ = [
+    "LESION_HEADERS",
+    "build_results",
+    "lesion_metrics",
+    "lesion_rows",
+    "machine_facts",
+    "split_metrics",
+    "synth_facts",
+]

@@ -7,11 +7,33 @@ the slides' level-0 mpp (0.5 µm/px unless ``slide_mpp`` says otherwise).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from mrseg.core.errors import ConfigError
+
 #: Data splits, in the order they are generated. ``test`` never takes part in training or model selection.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: Every split name a demo may generate, in the order that fixes its seed offset (``seed * 1000 + index``).
+#: ``val2`` is an optional second validation split (never used for training or model selection), for
+#: tuning a recipe without looking at ``test`` (``eval_splits=("val", "val2")``).
+SPLIT_SEED_INDEX: dict[str, int] = {"train": 0, "val": 1, "test": 2, "val2": 3}
+#: The demo's shared recipe on top of the packaged ``synthetic_*`` configs (both presets).
+RECIPE: dict[str, Any] = {
+    # the decoupled (AdamW) reading of the paper's L2 (docs/training.md "L2", docs/results.md)
+    "train.l2_mode": "decoupled",
+    # speed only: channels-last layout, validation patches read once, loading in the trainer
+    # (with jobs=2 each model's process keeps one core busy)
+    "train.channels_last": True,
+    "sampling.val_cache": True,
+    "data.num_workers": 0,
+}
+
+
+def default_jobs() -> int:
+    """Models trained at once by default: one per CPU core, at most 2."""
+    return min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -62,10 +84,10 @@ class DemoSettings:
     Attributes
     ----------
     seed
-        Base seed: data splits use ``seed * 1000 + {0, 1, 2}`` (train, val, test), training
+        Base seed: data splits use ``seed * 1000 + {0, 1, 2, 3}`` (train, val, test, val2), training
         ``train.seed = sampling.seed = seed``.
     splits
-        Slides per split (``train``, ``val``, ``test``).
+        Slides per split (``train``, ``val``, ``test``; ``val2`` optional).
     slide_mpp
         Level-0 mpp of the synthetic slides (µm/px).
     train
@@ -82,6 +104,13 @@ class DemoSettings:
         recipe's ``data.num_workers`` and ``train.num_threads``).
     models
         Which of :data:`MODELS` to run (keys); all six by default.
+    eval_splits
+        Splits that are predicted, evaluated and scored on mimics (``val`` and ``test`` by default).
+        Without ``test`` the test slides are neither generated nor predicted and no HTML/Markdown
+        report is written (``results.json`` only): the mode for tuning a recipe on validation data.
+    jobs
+        Models trained (and predicted) at the same time, one process each with one torch thread (2 on a
+        2-core CPU keeps both cores busy). Results do not depend on it (it is not part of any stage key).
     preset
         Name of the preset the settings came from (informational, not hashed).
     """
@@ -101,6 +130,7 @@ class DemoSettings:
             "train.steps_per_epoch": 16,
             "train.batch_size": 16,
             "sampling.val_samples": 128,
+            **RECIPE,
         }
     )
     overlap: float = 0.25
@@ -108,6 +138,8 @@ class DemoSettings:
     device: str = "auto"
     workers: int = 2
     models: tuple[str, ...] = tuple(m.key for m in MODELS)
+    eval_splits: tuple[str, ...] = ("val", "test")
+    jobs: int = field(default_factory=default_jobs)
     preset: str = "default"
 
     def model_specs(self) -> list[ModelSpec]:
@@ -115,8 +147,30 @@ class DemoSettings:
         return [m for m in MODELS if m.key in self.models]
 
     def split_seed(self, split: str) -> int:
-        """Seed of one split's slides (different for train, val and test)."""
-        return self.seed * 1000 + SPLITS.index(split)
+        """Seed of one split's slides (different for train, val, test and val2)."""
+        return self.seed * 1000 + SPLIT_SEED_INDEX[split]
+
+    def data_splits(self) -> list[str]:
+        """Splits to generate: train, val, then every other evaluated split (in :data:`SPLIT_SEED_INDEX` order).
+
+        Raises
+        ------
+        ConfigError
+            An evaluated split is unknown or has no slide counts in ``splits``.
+        """
+        wanted = {"train", "val", *self.eval_splits}
+        unknown = wanted - set(SPLIT_SEED_INDEX)
+        if unknown:
+            raise ConfigError(f"unknown split(s) {sorted(unknown)}; known: {list(SPLIT_SEED_INDEX)}")
+        missing = wanted - set(self.splits)
+        if missing:
+            raise ConfigError(f"no slide counts for split(s) {sorted(missing)} in settings.splits")
+        return [s for s in SPLIT_SEED_INDEX if s in wanted]
+
+    def shown_split(self) -> str:
+        """The split whose mimics, panel and close-up the report shows: ``test``, else the last evaluated one."""
+        evaluated = [s for s in self.data_splits() if s in self.eval_splits]
+        return "test" if "test" in evaluated else evaluated[-1]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (for results.json)."""
@@ -137,6 +191,7 @@ def quick_settings(**changes: Any) -> DemoSettings:
             "train.steps_per_epoch": 2,
             "train.batch_size": 8,
             "sampling.val_samples": 16,
+            **RECIPE,
         },
         overlap=0.0,
         preset="quick",

@@ -17,7 +17,11 @@ Each model keeps one :class:`Scores` per slide and one pooled over all slides:
   map) and the confusion matrix of truth label against predicted label (the label map, or the
   argmax of the class maps when none was written).
 
-:mod:`mrseg.evaluation.report` writes the outputs (``metrics.json``, ``metrics.csv``, figures).
+With ``EvaluateSettings.lesions``, each slide is also scored lesion by lesion (CAMELYON16's FROC)
+and as a whole (slide score, slide-level ROC AUC): :mod:`mrseg.evaluation.lesions`.
+
+:mod:`mrseg.evaluation.report` writes the outputs (``metrics.json``, ``metrics.csv``, figures;
+:mod:`mrseg.evaluation.lesion_report` the lesion-level ones).
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mrseg.evaluation.lesions import SlideLesionScore, lesion_summary, score_lesions
 from mrseg.evaluation.maps import SlideMaps
 from mrseg.evaluation.panel import write_panel
 from mrseg.evaluation.plan import EvaluationPlan, plan_evaluation
-from mrseg.evaluation.report import build_result, write_outputs
+from mrseg.evaluation.report import build_result, check_report_folder, write_outputs
 from mrseg.evaluation.scores import Scores
 from mrseg.evaluation.settings import EvaluateSettings
 from mrseg.evaluation.truth import open_truth
@@ -52,8 +57,11 @@ def strips(grid: ReadGrid, pixels: int = STRIP_PIXELS) -> Iterator[ReadGrid]:
         yield grid.rows(v0, min(grid.height, v0 + step))
 
 
-def score_slide(plan: EvaluationPlan, stem: str, out_dir: Path) -> dict[str, Scores]:
-    """Every model's :class:`Scores` on one slide (and its panel when asked), strip by strip."""
+def score_slide(
+    plan: EvaluationPlan, stem: str, out_dir: Path
+) -> tuple[dict[str, Scores], dict[str, SlideLesionScore]]:
+    """Every model's :class:`Scores` on one slide (and its panel when asked), strip by strip, and with
+    ``settings.lesions`` its :class:`~mrseg.evaluation.lesions.SlideLesionScore` (else an empty dict)."""
     records = plan.slide_records(stem)
     first = next(iter(records.values()))
     settings = plan.settings
@@ -75,7 +83,8 @@ def score_slide(plan: EvaluationPlan, stem: str, out_dir: Path) -> dict[str, Sco
         if stem in plan.panels:
             foreground = {name: m.foreground for name, m in maps.items()}
             write_panel(out_dir, stem, truth, first, foreground, settings.panel_max_side)
-    return scores
+        lesions = score_lesions(settings.lesions, truth, records) if settings.lesions is not None else {}
+    return scores, lesions
 
 
 def evaluate(
@@ -96,12 +105,13 @@ def evaluate(
         (see :func:`mrseg.evaluation.truth.find_truth`).
     out_dir
         Where the reports go (``metrics.json``, ``metrics.csv``, ``roc.png``, ``panel_<stem>.png``;
-        multi-class: also ``roc_classes.png`` and ``confusion.png``).
+        multi-class: also ``roc_classes.png`` and ``confusion.png``; with lesions: ``froc.csv``,
+        ``slides.csv``, ``froc.png``, ``slide_roc.png``).
     settings
         :class:`~mrseg.evaluation.settings.EvaluateSettings` (defaults when None).
     **changes
         Fields of the settings to change (``mpp=2.0``, ``within="slide"``, ``bins``, ``tissue_mpp``,
-        ``panels``, ``panel_max_side``).
+        ``panels``, ``panel_max_side``, ``slides``, ``missing_truth``, ``lesions=LesionSettings()``).
 
     Returns
     -------
@@ -111,22 +121,31 @@ def evaluate(
     Raises
     ------
     DataError
-        Missing folders/files, no predictions, prediction and truth slide sets that differ,
+        Missing folders/files, no predictions, no slide with truth and every model's prediction
+        (slides lacking either are otherwise skipped with a warning and listed under ``missing``),
         predictions with different label specs, or (multi-class) truth labels outside the label spec.
     ConfigError
         Invalid settings.
     """
     settings = replace(settings or EvaluateSettings(), **changes)
     out_dir = Path(out_dir)
+    check_report_folder(out_dir)
     plan = plan_evaluation(preds, truth, settings)
     pooled = {name: Scores.empty(plan) for name in plan.models}
     per_slide: dict[str, dict[str, Scores]] = {name: {} for name in plan.models}
+    lesions: dict[str, dict[str, SlideLesionScore]] = {name: {} for name in plan.models}
     for stem in plan.stems:
-        for name, scores in score_slide(plan, stem, out_dir).items():
+        pixel_scores, lesion_scores = score_slide(plan, stem, out_dir)
+        for name, scores in pixel_scores.items():
             per_slide[name][stem] = scores
             pooled[name] += scores
             _log_slide(name, stem, scores)
+        for name, lesion in lesion_scores.items():
+            lesions[name][stem] = lesion
     result = build_result(plan, pooled, per_slide)
+    if settings.lesions is not None:
+        for name in plan.models:
+            result["models"][name]["lesions"] = lesion_summary(settings.lesions, lesions[name])
     write_outputs(out_dir, result, plan, pooled)
     return result
 

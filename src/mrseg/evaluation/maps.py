@@ -55,8 +55,12 @@ class MapReader:
         except (OSError, tifffile.TiffFileError, ValueError) as error:
             raise DataError(f"{path}: cannot read prediction map ({error})") from None
         try:
+            self._check_shape(record)
             choice, factor = self._level(record, target_mpp)
             array: Any = zarr.open(self._tif.aszarr(series=0, level=choice), mode="r")
+        except DataError:
+            self._tif.close()
+            raise
         except Exception as error:  # tifffile/zarr raise many kinds on malformed files
             self._tif.close()
             raise DataError(f"{path}: cannot read prediction map ({error})") from None
@@ -66,6 +70,16 @@ class MapReader:
             record.encoding if record.encoding.numpy_dtype == array.dtype else ProbabilityEncoding.of(array.dtype)
         )
         self.dtype = self.encoding.numpy_dtype
+
+    def _check_shape(self, record: PredictionRecord) -> None:
+        """Refuse a map whose size is not the one its record gives (it would be stretched onto the slide)."""
+        expected = record.raw.get("map", {}).get("shape")
+        actual = tuple(int(n) for n in self._tif.series[0].levels[0].shape[:2])
+        if isinstance(expected, list) and len(expected) >= 2 and tuple(int(n) for n in expected[:2]) != actual:
+            raise DataError(
+                f"{self.path}: map of {actual[1]}x{actual[0]} px, but its record {record.path.name} says "
+                f"{expected[1]}x{expected[0]} px; predict the slide again (mrseg predict --overwrite)"
+            )
 
     def _level(self, record: PredictionRecord, target_mpp: float | None) -> tuple[int, float]:
         levels = self._tif.series[0].levels
@@ -82,7 +96,12 @@ class MapReader:
 
     def sample(self, grid: ReadGrid) -> np.ndarray:
         """The map's stored values on ``grid`` (0 where the grid lies outside the map)."""
-        values = geo.sample_nearest(self.array, self.grid, grid)
+        try:
+            values = geo.sample_nearest(self.array, self.grid, grid)
+        except Exception as error:  # codecs raise their own kinds for truncated or corrupt tiles
+            raise DataError(
+                f"{self.path}: cannot read prediction map (truncated or corrupt? {type(error).__name__}: {error})"
+            ) from None
         return values[..., 0] if values.ndim == 3 else values
 
     def to_probability(self, values: np.ndarray) -> np.ndarray:

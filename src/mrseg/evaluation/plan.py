@@ -1,13 +1,17 @@
 """The plan of an evaluation: the truth and prediction sets found, checked against each other.
 
 :func:`plan_evaluation` finds the ground truth (:func:`mrseg.evaluation.truth.find_truth`) and each
-model's prediction records (:func:`mrseg.core.prediction_record.find_prediction_records`), checks
-that they cover the same slides and share one label spec, and resolves the slides to draw panels
-for. Everything that can be wrong with the inputs is found here, before any pixel is read.
+model's prediction records (:func:`mrseg.core.prediction_record.find_prediction_records`), selects
+the slides every model can be scored on (the requested ones; slides without truth or without a
+prediction are named in a warning and in ``metrics.json``, not refused:
+:func:`mrseg.evaluation.truth.select_slides`), checks that the records share one label spec, and
+resolves the slides to draw panels for. Everything that can be wrong with the inputs is found here,
+before any pixel is read.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +20,9 @@ from mrseg.core.errors import DataError
 from mrseg.core.label_spec import LabelSpec
 from mrseg.core.prediction_record import PredictionRecord, find_prediction_records
 from mrseg.evaluation.settings import EvaluateSettings
-from mrseg.evaluation.truth import TruthEntry, check_slide_sets, find_truth
+from mrseg.evaluation.truth import SlideSelection, TruthEntry, find_truth, select_slides
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,15 +38,17 @@ class EvaluationPlan:
     folders
         ``{model: prediction folder}`` as given.
     truth
-        ``{stem: truth entry}``.
+        ``{stem: truth entry}`` (slides assumed tumour-free have an entry without file).
     records
-        ``{model: {stem: prediction record}}``, the same stems for every model and the truth.
+        ``{model: {stem: prediction record}}``; every model has a record of every slide of ``stems``.
     stems
-        The slides, sorted.
+        The slides evaluated, sorted.
     panels
         Stems to draw a qualitative panel for.
     labels
         The label spec shared by every prediction record.
+    selection
+        The slides evaluated and those left out (``missing`` of ``metrics.json``).
     """
 
     settings: EvaluateSettings
@@ -51,6 +59,7 @@ class EvaluationPlan:
     stems: list[str]
     panels: tuple[str, ...]
     labels: LabelSpec
+    selection: SlideSelection
 
     @property
     def models(self) -> list[str]:
@@ -81,16 +90,21 @@ def plan_evaluation(
     Raises
     ------
     DataError
-        Missing folders/files, no predictions, slide sets that differ, unknown panel stems, or
-        predictions with different label specs.
+        Missing folders/files, no predictions, no slide with both truth and every model's prediction,
+        unknown panel stems, or predictions with different label specs.
     """
     if not preds:
         raise DataError("no prediction folder given")
     entries = find_truth(truth)
     records = {name: find_prediction_records(folder) for name, folder in preds.items()}
-    stems = check_slide_sets(entries, records)
+    selection = select_slides(entries, records, settings.slides, assume_normal=settings.missing_truth == "normal")
+    for line in selection.warnings():
+        log.warning("%s", line)
+    stems = selection.stems
+    entries = entries | {s: TruthEntry(s, None) for s in selection.assumed_normal}
+    records = {name: {s: by_stem[s] for s in stems} for name, by_stem in records.items()}
     panels = settings.panels if settings.panels else tuple(stems[:1])
-    unknown = [s for s in panels if s not in entries]
+    unknown = [s for s in panels if s not in stems]
     if unknown:
         raise DataError(f"--panel: unknown slide(s) {', '.join(unknown)}; known: {', '.join(stems)}")
     return EvaluationPlan(
@@ -102,6 +116,7 @@ def plan_evaluation(
         stems=stems,
         panels=panels,
         labels=common_labels(records),
+        selection=selection,
     )
 
 

@@ -1,5 +1,5 @@
 """Figures of an evaluation: ROC overlay of several models (the paper's Fig. 3), per-slide panels (Fig. 4),
-and for multi-class tasks per-class ROC curves and confusion matrices."""
+for multi-class tasks per-class ROC curves and confusion matrices, and the lesion-level FROC."""
 
 from __future__ import annotations
 
@@ -32,6 +32,42 @@ def plot_roc(
     return save_figure(fig, path)
 
 
+def plot_froc(
+    path: str | os.PathLike[str],
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+    fp_rates: Sequence[float],
+    *,
+    title: str = "Lesion-level FROC",
+) -> Path:
+    """Overlay FROC curves ``{name: (fp_per_slide, sensitivity, score)}`` (log x), the FP rates marked; write a PNG.
+
+    The curves are drawn up to twice the largest FP rate (the last point extended flat, as the
+    sensitivity is read); the legend gives each model's score (mean sensitivity at ``fp_rates``).
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=120)
+    low, high = min(fp_rates) / 2, max(fp_rates) * 2
+    for name, (fps, sens, score) in curves.items():
+        x = np.concatenate([np.asarray(fps, dtype=np.float64), [max(high, float(np.max(fps, initial=0.0)))]])
+        y = np.concatenate([np.asarray(sens, dtype=np.float64), [float(sens[-1]) if len(sens) else 0.0]])
+        ax.plot(np.maximum(x, low), y, lw=1.6, label=f"{name} (FROC = {score:.4f})")
+    for rate in fp_rates:
+        ax.axvline(rate, color="0.85", lw=0.8, zorder=0)
+    ax.set_xscale("log")
+    ax.set(xlim=(low, high), ylim=(0, 1.01), xlabel="Average false positives per slide", ylabel="Sensitivity")
+    ax.set_xticks(list(fp_rates), [f"{r:g}" for r in fp_rates])
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+#: Columns of the panel grid: two cells of 5.8 inches at 100 dpi keep each map over 384 px wide in a
+#: figure under 1100 px (shown at its natural size in a 1200 px page).
+PANEL_COLUMNS = 2
+
+
 def plot_panel(
     path: str | os.PathLike[str],
     thumbnail: np.ndarray,
@@ -39,38 +75,50 @@ def plot_panel(
     maps: Mapping[str, np.ndarray],
     *,
     title: str = "",
-    cmap: str = "jet",
+    cmap: str = "viridis",
     label_colors: Sequence[Sequence[int]] | None = None,
+    columns: int = PANEL_COLUMNS,
 ) -> Path:
-    """One row: H&E thumbnail, ground truth, then each model's probability map (same grid); write a PNG.
+    """A grid: H&E thumbnail, ground truth, then each model's probability map (same grid); write a PNG.
 
     ``thumbnail`` is uint8 ``(h, w, 3)``; ``truth`` labels ``(h, w)`` (nonzero = positive, drawn white;
     with ``label_colors``, the RGB colour of each label, for multi-class truth); ``maps`` float
-    probabilities ``(h, w)`` in [0, 1].
+    probabilities ``(h, w)`` in [0, 1], drawn with the perceptually uniform ``cmap`` and one shared
+    colour bar. The ground-truth outline (label > 0) is drawn on the H&E and on every map. Each cell
+    is 5.8 inches wide at 100 dpi (each map over 384 px).
     """
     plt = pyplot()
     n = 2 + len(maps)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
     h, w = thumbnail.shape[:2]
-    width = 3.2 * n
-    fig, axes = plt.subplots(1, n, figsize=(width, 3.2 * h / max(w, 1) + 0.6), dpi=120, squeeze=False)
-    axes = axes[0]
+    cell = 5.8
+    fig, grid = plt.subplots(rows, cols, figsize=(cell * cols + 0.8, cell * h / max(w, 1) * rows + 0.6), dpi=100,
+                             squeeze=False)  # fmt: skip
+    axes = list(grid.ravel())
+    positive = np.asarray(truth) > 0
     axes[0].imshow(thumbnail)
-    axes[0].set_title("H&E")
+    axes[0].set_title("H&E (outline: ground truth)")
     if label_colors is None:
-        axes[1].imshow(np.asarray(truth) > 0, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[1].imshow(positive, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         palette = np.asarray(label_colors, dtype=np.uint8)
         axes[1].imshow(palette[np.clip(np.asarray(truth), 0, len(palette) - 1)], interpolation="nearest")
     axes[1].set_title("Ground truth")
     image = None
-    for ax, (name, prob) in zip(axes[2:], maps.items(), strict=True):
+    for ax, (name, prob) in zip(axes[2:], maps.items(), strict=False):
         image = ax.imshow(prob, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name)
+    for ax in (axes[0], *axes[2:n]):
+        if positive.any() and min(positive.shape) > 1:
+            ax.contour(positive, levels=[0.5], colors="#ff3030", linewidths=0.9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    for ax in axes[n:]:
+        ax.set_axis_off()
     if image is not None:
-        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="probability")
+        fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01, label="probability")
     if title:
         fig.suptitle(title)
     return save_figure(fig, path, tight=True)

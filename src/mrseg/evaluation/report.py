@@ -2,9 +2,12 @@
 
 ``metrics.json`` (the dictionary :func:`build_result` returns)::
 
-    settings     {mpp, within, bins, truth, positive}; multi-class adds {classes, macro_over}
+    settings     {mpp, within, bins, truth, positive, slides, missing_truth, lesions}; multi-class adds
+                 {classes, macro_over}
     predictions  {model: prediction folder}
-    slides       [stem, ...]
+    slides       [stem, ...]   (the slides evaluated)
+    missing      {truth: [stems skipped for want of truth], assumed_normal: [stems without truth counted
+                  tumour-free], predictions: {model: [stems it lacks, skipped for every model]}}
     models       {model: {pooled: {auc, n_positive, n_negative, at: {"0.5": scores}, best_dice: scores,
                                    histogram: {bins, pos, neg}},
                           per_slide: {stem: the same without histogram},
@@ -17,7 +20,9 @@ and a class summary ``{classes: {name: {label, auc, dice, iou, ..., n_truth, n_p
 (:meth:`mrseg.evaluation.metrics.ClassMetrics.summary`). ``metrics.csv`` has one row per model,
 slide (or ``pooled``) and threshold kind; multi-class files add a ``class`` column and rows per
 class and for the macro averages. Figures: ``roc.png`` (foreground ROC of every model) and, for
-multi-class, ``roc_classes.png`` and ``confusion.png``.
+multi-class, ``roc_classes.png`` and ``confusion.png``. With lesion metrics every model gets a
+``lesions`` entry and :mod:`mrseg.evaluation.lesion_report` writes ``froc.csv``, ``slides.csv``,
+``froc.png`` and ``slide_roc.png``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.core.atomic import atomic_write_text
+from mrseg.core.errors import ConfigError
+from mrseg.core.prediction_record import load_record_json
+from mrseg.evaluation.lesion_report import write_lesion_outputs
 from mrseg.evaluation.metrics import MACRO_METRICS
 from mrseg.evaluation.plan import EvaluationPlan
 from mrseg.evaluation.plots import plot_class_rocs, plot_confusion, plot_roc
@@ -55,9 +63,13 @@ def build_result(
             "bins": settings.bins,
             "truth": plan.truth_source,
             "positive": "label > 0",
+            "slides": list(settings.slides) if settings.slides is not None else None,
+            "missing_truth": settings.missing_truth,
+            "lesions": settings.lesions.to_dict() if settings.lesions is not None else None,
         },
         "predictions": dict(plan.folders),
         "slides": list(plan.stems),
+        "missing": plan.selection.to_dict(),
         "models": {name: _model_result(pooled[name], per_slide[name], plan.stems) for name in plan.models},
     }
     if plan.multiclass:
@@ -84,6 +96,30 @@ def _class_summary(scores: Scores) -> dict[str, Any]:
     return scores.classes.summary()
 
 
+#: The files of a report that a new evaluation replaces.
+REPORT_FILES = ("metrics.json", "metrics.csv")
+
+
+def check_report_folder(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` whose ``metrics.json``/``metrics.csv`` an evaluation did not write.
+
+    They would be replaced.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file.
+    """
+    document = load_record_json(out_dir / "metrics.json")
+    ours = document is not None and isinstance(document.get("models"), dict)
+    for name in REPORT_FILES:
+        if (out_dir / name).exists() and not ours:
+            raise ConfigError(
+                f"{out_dir / name}: exists and is not part of an mrseg evaluate report (no metrics.json of one "
+                "beside it); it will not be replaced: choose another --out"
+            )
+
+
 def write_outputs(out_dir: Path, result: Mapping[str, Any], plan: EvaluationPlan, pooled: Mapping[str, Scores]) -> None:
     """Write ``metrics.json``, ``metrics.csv`` and the figures into ``out_dir`` (each atomically)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +136,8 @@ def write_outputs(out_dir: Path, result: Mapping[str, Any], plan: EvaluationPlan
         plot_class_rocs(out_dir / "roc_classes.png", rocs, colors, title=f"One-vs-rest ROC per class at {where}")
         matrices = {name: c.confusion.counts for name, c in classes.items()}
         plot_confusion(out_dir / "confusion.png", matrices, plan.labels.classes, title=f"Confusion at {where}")
+    if settings.lesions is not None:
+        write_lesion_outputs(out_dir, result)
 
 
 def metrics_csv(result: Mapping[str, Any]) -> str:
@@ -154,4 +192,4 @@ def _fmt(value: float) -> str:
     return "nan" if value != value else f"{value:.6g}"
 
 
-__all__ = ["CSV_COLUMNS", "build_result", "metrics_csv", "write_outputs"]
+__all__ = ["CSV_COLUMNS", "REPORT_FILES", "build_result", "check_report_folder", "metrics_csv", "write_outputs"]

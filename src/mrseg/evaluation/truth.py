@@ -10,8 +10,8 @@ mask; :class:`SlideTruth` then gives both on any :class:`~mrseg.wsi.geometry.Rea
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,29 @@ from mrseg.wsi.geometry import ReadGrid
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tissue import TissueMask, tissue_mask
 
-TRUTH_SUFFIXES = frozenset({".xml", ".geojson", ".json", ".tif", ".tiff", ".png"})
+TRUTH_SUFFIXES = manifest.ANNOTATION_SUFFIXES
 """File suffixes of a truth folder's annotation and mask files."""
-TRUTH_STEM_SUFFIXES = ("_mask", "_annotation", "_annotations")
+TRUTH_STEM_SUFFIXES = manifest.ANNOTATION_STEM_SUFFIXES
 """Endings stripped from a truth file's stem to find its slide (``s1_mask.tif`` -> ``s1``)."""
+truth_stem = manifest.annotation_stem
 
 
 @dataclass(frozen=True)
 class TruthEntry:
-    """Ground truth of one slide: the annotation/mask file and, when known, the slide."""
+    """Ground truth of one slide: the annotation/mask file (None: a tumour-free slide) and, when known, the slide."""
 
     stem: str
-    truth: Path
+    truth: Path | None
     slide: Path | None = None
+
+    @property
+    def normal(self) -> bool:
+        """No truth file: the slide is tumour-free (every pixel background)."""
+        return self.truth is None
+
+    def describe(self) -> str:
+        """The truth file, or ``"no annotation (tumour-free)"``, for messages."""
+        return str(self.truth) if self.truth is not None else f"{self.stem}: no annotation (tumour-free)"
 
     def slide_path(self, record: PredictionRecord) -> Path:
         """The slide: from the manifest when it names one, else the one the prediction was made from."""
@@ -47,13 +57,11 @@ class TruthEntry:
 
 
 def read_truth_manifest(path: Path) -> dict[str, TruthEntry]:
-    """Truth entries of a manifest (:func:`mrseg.wsi.manifest.read_manifest`); each slide needs an annotation/mask."""
-    out: dict[str, TruthEntry] = {}
-    for record in manifest.read_manifest(path):
-        if record.annotation is None:
-            raise DataError(f"{path}: slide {record.slide.name} has neither annotation nor mask")
-        out[record.name] = TruthEntry(record.name, record.annotation, record.slide)
-    return out
+    """Truth entries of a manifest (:func:`mrseg.wsi.manifest.read_manifest`).
+
+    A row without annotation or mask is a tumour-free slide (``TruthEntry.truth`` None), as in training.
+    """
+    return {r.name: TruthEntry(r.name, r.annotation, r.slide) for r in manifest.read_manifest(path)}
 
 
 def find_truth(truth: str | os.PathLike[str]) -> dict[str, TruthEntry]:
@@ -75,57 +83,108 @@ def find_truth(truth: str | os.PathLike[str]) -> dict[str, TruthEntry]:
     return scan_truth_folder(path)
 
 
-def truth_stem(path: Path) -> str:
-    """The slide stem a truth file belongs to (``s1_mask.tif`` -> ``s1``)."""
-    stem = path.stem
-    for suffix in TRUTH_STEM_SUFFIXES:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return stem
-
-
 def scan_truth_folder(path: Path) -> dict[str, TruthEntry]:
     """Truth entries of a folder of annotation / mask files named after the slides."""
-    out: dict[str, TruthEntry] = {}
-    for f in sorted(path.iterdir()):
-        if f.suffix.lower() not in TRUTH_SUFFIXES or not f.is_file():
-            continue
-        stem = truth_stem(f)
-        if stem in out:
-            raise DataError(f"{path}: two truth files for slide {stem!r}: {out[stem].truth.name} and {f.name}")
-        out[stem] = TruthEntry(stem, f)
-    if not out:
-        raise DataError(f"{path}: no annotation or mask files ({', '.join(sorted(TRUTH_SUFFIXES))})")
-    return out
+    return {stem: TruthEntry(stem, f) for stem, f in manifest.annotation_files(path).items()}
 
 
-def check_slide_sets(truth: Mapping[str, Any], preds: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The common slide stems, or :class:`DataError` naming what is missing where."""
-
-    def names(items: set[str]) -> str:
-        listed = sorted(items)
-        return ", ".join(listed[:5]) + (f" (+{len(listed) - 5} more)" if len(listed) > 5 else "")
-
-    expected = set(truth)
-    problems = []
-    for model, items in preds.items():
-        got = set(items)
-        if got - expected:
-            problems.append(f"model {model!r} has predictions without ground truth: {names(got - expected)}")
-        if expected - got:
-            problems.append(f"model {model!r} lacks predictions for: {names(expected - got)}")
-    if problems:
-        raise DataError("mismatched slide sets: " + "; ".join(problems))
-    return sorted(expected)
+def _names(items: Iterable[str]) -> str:
+    listed = sorted(items)
+    return ", ".join(listed[:5]) + (f" (+{len(listed) - 5} more)" if len(listed) > 5 else "")
 
 
-def load_truth(path: Path, dimensions_l0: tuple[int, int], labels: LabelSpec, *, strict: bool) -> Annotations:
+@dataclass(frozen=True)
+class SlideSelection:
+    """Which slides an evaluation scores, and which it cannot (with the reason).
+
+    Attributes
+    ----------
+    stems
+        The slides evaluated (sorted): requested, with truth (or counted as normal) and predicted by every model.
+    without_truth
+        Requested or predicted slides that have no truth file (skipped, or with ``missing_truth="normal"``
+        evaluated as tumour-free and listed in ``assumed_normal``).
+    assumed_normal
+        Slides without truth file evaluated as tumour-free.
+    missing_predictions
+        ``{model: [stems]}``: slides with truth that the model has no prediction for (skipped for every model).
+    """
+
+    stems: list[str]
+    without_truth: list[str] = field(default_factory=list)
+    assumed_normal: list[str] = field(default_factory=list)
+    missing_predictions: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``missing`` of ``metrics.json``."""
+        skipped = sorted(set(self.without_truth) - set(self.assumed_normal))
+        return {
+            "truth": skipped,
+            "assumed_normal": list(self.assumed_normal),
+            "predictions": {m: list(s) for m, s in self.missing_predictions.items()},
+        }
+
+    def warnings(self) -> list[str]:
+        """One line per kind of slide left out or assumed (logged by the evaluation)."""
+        lines = []
+        skipped = sorted(set(self.without_truth) - set(self.assumed_normal))
+        if skipped:
+            lines.append(f"{len(skipped)} slide(s) without ground truth are not evaluated: {_names(skipped)}")
+        if self.assumed_normal:
+            names = _names(self.assumed_normal)
+            lines.append(f"{len(self.assumed_normal)} slide(s) without truth file counted as tumour-free: {names}")
+        for model, stems in self.missing_predictions.items():
+            lines.append(f"model {model!r} lacks predictions for {len(stems)} slide(s), not evaluated: {_names(stems)}")
+        return lines
+
+
+def select_slides(
+    truth: Mapping[str, Any],
+    preds: Mapping[str, Mapping[str, Any]],
+    requested: Sequence[str] | None = None,
+    *,
+    assume_normal: bool = False,
+) -> SlideSelection:
+    """The slides every model can be scored on, and those left out (instead of refusing a partial set).
+
+    Parameters
+    ----------
+    truth
+        ``{stem: truth entry}``.
+    preds
+        ``{model: {stem: prediction record}}``.
+    requested
+        Only these stems (None: every stem with truth or with a prediction).
+    assume_normal
+        Count slides with predictions but no truth file as tumour-free instead of skipping them.
+
+    Raises
+    ------
+    DataError
+        No slide is left to evaluate (the message says what is missing where).
+    """
+    predicted = set().union(*(set(items) for items in preds.values()))
+    candidates = set(requested) if requested is not None else set(truth) | predicted
+    without_truth = sorted(candidates - set(truth))
+    assumed = [s for s in without_truth if assume_normal and s in predicted]
+    with_truth = (candidates & set(truth)) | set(assumed)
+    missing = {m: sorted(with_truth - set(items)) for m, items in preds.items()}
+    missing = {m: stems for m, stems in missing.items() if stems}
+    stems = sorted(with_truth - set().union(*(set(s) for s in missing.values())))
+    selection = SlideSelection(stems, without_truth, assumed, missing)
+    if not stems:
+        problems = "; ".join(selection.warnings()) or "no slides requested"
+        raise DataError(f"no slide has both ground truth and a prediction of every model: {problems}")
+    return selection
+
+
+def load_truth(path: Path | None, dimensions_l0: tuple[int, int], labels: LabelSpec, *, strict: bool) -> Annotations:
     """Read a truth file with ``labels``' label map (vector files; a mask's pixel values are its labels).
 
     Parameters
     ----------
     path
-        ASAP XML, GeoJSON or label-mask image.
+        ASAP XML, GeoJSON or label-mask image; None: a tumour-free slide (no region).
     dimensions_l0
         Level-0 ``(width, height)`` of the slide (a mask's scale follows from it).
     labels
@@ -140,6 +199,8 @@ def load_truth(path: Path, dimensions_l0: tuple[int, int], labels: LabelSpec, *,
     DataError
         With ``strict``: an unknown annotation class or a label outside the spec, naming both.
     """
+    if path is None:
+        return VectorAnnotations([], kind="memory")
     vector = sniff_format(path) != "mask"
     annotations = load_annotations(path, slide_dimensions=dimensions_l0, label_map=labels.label_map if vector else None)
     if strict:
@@ -196,7 +257,7 @@ class SlideTruth:
         values = self.annotations.rasterize(grid)
         if self.strict and values.size and int(values.max()) >= self.num_classes:
             raise DataError(
-                f"{self.entry.truth}: label {int(values.max())} is not a class of the label spec "
+                f"{self.entry.describe()}: label {int(values.max())} is not a class of the label spec "
                 f"(labels 0..{self.num_classes - 1})"
             )
         return values
@@ -248,14 +309,15 @@ def slide_tissue(entry: TruthEntry, record: PredictionRecord, tissue_mpp: float)
 __all__ = [
     "TRUTH_STEM_SUFFIXES",
     "TRUTH_SUFFIXES",
+    "SlideSelection",
     "SlideTruth",
     "TruthEntry",
-    "check_slide_sets",
     "check_truth_labels",
     "find_truth",
     "load_truth",
     "open_truth",
     "read_truth_manifest",
     "scan_truth_folder",
+    "select_slides",
     "truth_stem",
 ]

@@ -47,26 +47,26 @@ DASK_HINT = 'Dask is needed for --scheduler/--workers: pip install "mrseg[dask]"
 class ModelCache:
     """Checkpoints and their prepared models, loaded once per process and kept (least recently used first out).
 
-    Keyed by the checkpoint's resolved path, SHA-256, the device and the precision; thread-safe
+    Keyed by the checkpoint's resolved path, SHA-256, the device, the precision and the engine; thread-safe
     (Dask thread workers share one cache). :attr:`loads` counts the loads of this process.
     """
 
     def __init__(self, max_models: int = 2) -> None:
         self.max_models = max_models
         self.loads = 0
-        self._models: dict[tuple[str, str, str, str], tuple[Checkpoint, ModelFn]] = {}
+        self._models: dict[tuple[str, str, str, str, str], tuple[Checkpoint, ModelFn]] = {}
         self._lock = threading.Lock()
 
     def get(
-        self, checkpoint_path: str | Path, sha256: str, device: str, precision: str = "fp32"
+        self, checkpoint_path: str | Path, sha256: str, device: str, precision: str = "fp32", engine: str = "torch"
     ) -> tuple[Checkpoint, ModelFn]:
-        """The checkpoint at ``checkpoint_path`` and its model on ``device``, loaded on first use."""
-        key = (str(Path(checkpoint_path).resolve()), sha256, device, precision)
+        """The checkpoint at ``checkpoint_path`` and its model on ``device`` with ``engine``, loaded on first use."""
+        key = (str(Path(checkpoint_path).resolve()), sha256, device, precision, engine)
         with self._lock:
             entry = self._models.pop(key, None)
             if entry is None:
                 checkpoint = load_checkpoint(checkpoint_path)
-                entry = (checkpoint, prepare_model(checkpoint, device, precision))
+                entry = (checkpoint, prepare_model(checkpoint, device, precision, engine))
                 self.loads += 1
                 while len(self._models) >= self.max_models:
                     self._models.pop(next(iter(self._models)))
@@ -84,7 +84,12 @@ MODEL_CACHE = ModelCache()
 
 
 def _failure(slide: str | Path, error: BaseException, t0: float) -> SlideResult:
-    message = str(error) if isinstance(error, MrsegError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, MrsegError):
+        message = str(error)
+    elif isinstance(error, OSError) and error.filename is not None:
+        message = f"{error.filename}: {error.strerror or error}"
+    else:
+        message = f"{type(error).__name__}: {error}"
     return SlideResult(str(slide), "failed", error=message, seconds=time.perf_counter() - t0)
 
 
@@ -100,7 +105,9 @@ def run_cached(
     """Run one slide with this process's cached model; a failure comes back as a ``failed`` result."""
     t0 = time.perf_counter()
     try:
-        checkpoint, model = MODEL_CACHE.get(checkpoint_path, sha256, settings.device, settings.precision)
+        checkpoint, model = MODEL_CACHE.get(
+            checkpoint_path, sha256, settings.device, settings.precision, settings.engine
+        )
         result = run_slide(
             checkpoint_path,
             slide,
@@ -113,8 +120,8 @@ def run_cached(
             progress=progress,
         )
     except Exception as error:  # reported per slide; the other slides go on
-        if not isinstance(error, MrsegError):
-            log.exception("%s: unexpected error", slide)
+        if not isinstance(error, MrsegError):  # the traceback is for --debug / -vv
+            log.debug("%s: unexpected error", slide, exc_info=True)
         result = _failure(slide, error, t0)
     result.model_loads = MODEL_CACHE.loads
     return result
@@ -167,6 +174,8 @@ def predict_slides(
     """
     slide_paths = [Path(s) for s in slides]
     _check_stems(slide_paths)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"{out_dir}: output folder exists and is not a folder")
     checkpoint_path = Path(checkpoint_path)
     load_checkpoint(checkpoint_path)  # validate before starting anything
     sha = file_sha256(checkpoint_path)
@@ -185,7 +194,8 @@ def _predict_local(
     overwrite: bool,
     show_progress: bool,
 ) -> list[SlideResult]:
-    MODEL_CACHE.get(checkpoint_path, sha, settings.device, settings.precision)  # a bad device stops the run here
+    # a bad device or engine stops the run here
+    MODEL_CACHE.get(checkpoint_path, sha, settings.device, settings.precision, settings.engine)
     results = []
     with ExitStack() as stack:
         bar = stack.enter_context(progress_bar()) if show_progress else None
@@ -197,7 +207,7 @@ def _predict_local(
                     bar.update(task, completed=done, total=total)
 
             result = run_cached(checkpoint_path, sha, slide, out_dir, settings, overwrite, update)
-            if result.status == "failed":
+            if result.status == "failed" and len(slides) > 1:  # one slide: the caller's error says it
                 log.error("%s: failed: %s", slide.name, result.error)
             if bar is not None and task is not None:
                 bar.update(task, description=f"{slide.name} [{result.status}]")

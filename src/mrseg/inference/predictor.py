@@ -6,27 +6,32 @@ model's input transform (:func:`mrseg.models.inputs.to_tensor`), post-processing
 resolution. :func:`prepare_model` builds a checkpoint's network on a device with the fast
 inference path below.
 
-The fast inference path: eval mode, channels-last memory layout, inference mode, optional bf16.
+The inference engines (``engine``): ``"torch"`` (default): eval mode, batch norm folded into the
+convolutions (:func:`mrseg.models.fold.fold_batch_norm`), channels-last weights and inputs,
+inference mode, optional bf16; ``"compile"``: the same network through ``torch.compile`` (Inductor
+with frozen weights; the first batch compiles, which takes a minute or more, and later batches are
+padded to its size so nothing recompiles); ``"onnx"``: ONNX Runtime on the CPU
+(:mod:`mrseg.inference.onnx_engine`).
 
-Measured with ``benchmarks/models.py`` (see docs/models.md): channels-last layout with
-``torch.inference_mode`` is the fp32 default (1.2-1.4x over NCHW eager on a 2-core CPU); bf16
-autocast with channels-last is about 1.9-2.8x faster on CPUs with native bf16 (AVX512-BF16 / AMX),
-at the cost of ~1e-3 absolute logit error, so it is opt-in (``precision="bf16"``, or ``"auto"`` to
-use it only where it is native). ``torch.compile`` is not used: 0.96-1.29x over channels-last eager
-after 45-60 s of compilation per input shape.
+Measured on the 2-core development VM (``benchmarks/models.py --engines``; README, Performance):
+batch-norm folding 1.1-1.2x over the unfolded channels-last path, ONNX Runtime about 1.4x,
+``torch.compile`` about 1.4x after its compilation; bf16 autocast is 1.9-2.8x faster only on CPUs
+with native bf16 (AVX512-BF16 / AMX), at ~1e-3 absolute logit error, so it is opt-in
+(``precision="bf16"``, or ``"auto"`` to use it only where it is native).
 
 Usage::
 
-    predict = prepare_for_inference(model)            # model is put in eval mode
+    predict = prepare_for_inference(model)            # model is put in eval mode, batch norm folded
     logits = predict(x)                               # x float32 (N, J, 3, H, W) -> float32 (N, C, H, W)
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,9 +41,11 @@ from mrseg.core.device import resolve_device
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.core.label_spec import LabelSpec
-from mrseg.inference.settings import PRECISIONS
+from mrseg.inference.onnx_engine import onnx_predictor
+from mrseg.inference.settings import ENGINES, PRECISIONS
 from mrseg.models.activation import foreground_probabilities
 from mrseg.models.checkpoint import Checkpoint
+from mrseg.models.fold import fold_batch_norm
 from mrseg.models.inputs import to_tensor
 
 log = logging.getLogger(__name__)
@@ -100,12 +107,51 @@ class InferencePredictor:
         return out.float().contiguous()
 
 
+class CompiledPredictor(InferencePredictor):
+    """:class:`InferencePredictor` through ``torch.compile`` (Inductor, frozen weights).
+
+    The first call compiles (:attr:`compile_s` seconds, reported by the benchmarks); a batch
+    smaller than the first one is padded to its size, so a slide's last batch does not recompile.
+    ``backend`` is ``torch.compile``'s (Inductor with frozen weights by default; ``"eager"`` only
+    traces, for tests).
+    """
+
+    def __init__(
+        self, model: nn.Module, precision: str, channels_last: bool, device: torch.device, backend: str = "inductor"
+    ) -> None:
+        super().__init__(model, precision, channels_last, device)
+        options: dict[str, str | int | bool | Callable[..., Any]] | None = (
+            {"freezing": True} if backend == "inductor" else None
+        )
+        self.compiled = torch.compile(model, backend=backend, options=options)
+        self.compile_s: float | None = None
+        self._batch: int | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self._batch is not None and n < self._batch:
+            x = torch.cat([x, x[:1].expand(self._batch - n, *x.shape[1:])])
+        t0 = time.perf_counter()
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = to_channels_last(x)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+        with torch.inference_mode(), autocast:
+            out = self.compiled(x)
+        if self._batch is None:
+            self._batch, self.compile_s = n, time.perf_counter() - t0
+            log.info("torch.compile: first batch (compilation included) took %.1f s", self.compile_s)
+        return out[:n].float().contiguous()
+
+
 def prepare_for_inference(
     model: nn.Module,
     *,
     precision: Precision = "fp32",
     channels_last: bool = True,
     device: torch.device | str | None = None,
+    fold: bool = True,
+    compile_model: bool = False,
 ) -> InferencePredictor:
     """Put ``model`` in eval mode on ``device`` with the fastest measured layout and return a predictor.
 
@@ -119,6 +165,11 @@ def prepare_for_inference(
         Use the channels-last memory layout for weights and inputs (faster with oneDNN and cuDNN).
     device
         Where to run; default: where the model's parameters are.
+    fold
+        Fold batch norms into the convolutions before them (:func:`~mrseg.models.fold.fold_batch_norm`;
+        the model can no longer be trained afterwards).
+    compile_model
+        Run through ``torch.compile`` (:class:`CompiledPredictor`).
 
     Returns
     -------
@@ -133,25 +184,42 @@ def prepare_for_inference(
     device = torch.device(device)
     resolved = "bf16" if precision == "bf16" or (precision == "auto" and native_bf16(device)) else "fp32"
     model = model.to(device).eval()
+    if fold:
+        fold_batch_norm(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    log.debug("inference path: %s, channels_last=%s, device=%s", resolved, channels_last, device)
-    return InferencePredictor(model, resolved, channels_last, device)
+    log.debug("inference path: %s, channels_last=%s, fold=%s, device=%s", resolved, channels_last, fold, device)
+    cls = CompiledPredictor if compile_model else InferencePredictor
+    return cls(model, resolved, channels_last, device)
 
 
-def prepare_model(checkpoint: Checkpoint, device: str = "auto", precision: str = "fp32") -> InferencePredictor:
-    """Build the checkpoint's model on ``device`` (``auto``, ``cpu``, ``cuda:N``...) for inference.
+def prepare_model(
+    checkpoint: Checkpoint, device: str = "auto", precision: str = "fp32", engine: str = "torch"
+) -> ModelFn:
+    """Build the checkpoint's model on ``device`` (``auto``, ``cpu``, ``cuda:N``...) for inference with ``engine``.
 
     Raises
     ------
     ConfigError
-        Unknown or unavailable device (:func:`mrseg.core.device.resolve_device`), unknown precision.
+        Unknown or unavailable device (:func:`mrseg.core.device.resolve_device`), unknown precision
+        or engine, bf16 or a non-CPU device with the onnx engine, or the onnx engine's
+        dependencies missing.
     """
-    return prepare_for_inference(
-        checkpoint.build_model(),
-        precision=precision,  # type: ignore[arg-type]
-        device=resolve_device(device),
-    )
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
+    resolved = resolve_device(device)
+    if engine != "onnx":
+        return prepare_for_inference(
+            checkpoint.build_model(),
+            precision=precision,  # type: ignore[arg-type]
+            device=resolved,
+            compile_model=engine == "compile",
+        )
+    if precision == "bf16":
+        raise ConfigError("the onnx engine computes in fp32; use precision fp32 (or engine torch for bf16)")
+    spec = checkpoint.input_spec
+    channels = int(checkpoint.model_kwargs.get("in_channels", 3))
+    return onnx_predictor(checkpoint.build_model(), (1, len(spec.mpps), channels, spec.size_px, spec.size_px), resolved)
 
 
 class Predictor:
@@ -184,8 +252,11 @@ class Predictor:
         return self.labels.num_classes - 1
 
     def preprocess(self, patches: np.ndarray) -> torch.Tensor:
-        """``uint8 (N, J, S, S, 3)`` patches -> normalised float32 ``(N, J, 3, S, S)`` (the model's input transform)."""
-        return to_tensor(patches, self.spec)
+        """``uint8 (N, J, S, S, 3)`` patches -> normalised float32 ``(N, J, 3, S, S)`` (the model's input transform).
+
+        Laid out channels-last when the model says it wants that (``model.channels_last``), so no copy reorders it.
+        """
+        return to_tensor(patches, self.spec, channels_last=bool(getattr(self.model, "channels_last", False)))
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         """Model and post-processing: float32 ``(N, C - 1, s, s)`` class probabilities, ``s = out_size_px``."""

@@ -2,18 +2,21 @@
 
 :func:`run_slide` is the unit of work of ``mrseg predict`` (and of each Dask task,
 :mod:`mrseg.inference.cluster`): :func:`plan_run` resolves the settings against the checkpoint
-and names the outputs of the chosen writers; a slide whose record names the same checkpoint
-(SHA-256) and the same output-defining settings, with all outputs present, is skipped
-(:func:`is_done`); otherwise the slide is opened once (dimensions, mpp, tissue mask and thumbnail
-come from that handle; the loader threads open their own), predicted
-(:func:`mrseg.inference.inferer.predict_slide`), every writer writes into a hidden scratch folder
-inside ``out_dir`` (:func:`write_outputs`), and the files are renamed into place, the JSON record
-last (:func:`commit`): an interrupted slide leaves no final-named file.
+and names the outputs of the chosen writers. The rest runs under the slide's lock
+(``OUT/.<stem>.lock``, :mod:`mrseg.core.locks`: a second run on the same slide and folder stops,
+naming the first): temporary folders of killed runs are swept, a file at an output's name that
+no earlier run of this slide wrote is refused (:func:`check_outputs_owned`), and a slide whose
+record names the same checkpoint (SHA-256) and the same output-defining settings, with every file
+it names intact (size and SHA-256), is skipped (:func:`is_done`). Otherwise the slide is opened
+once (dimensions, mpp, tissue mask and thumbnail come from that handle; the loader threads open
+their own), predicted (:func:`mrseg.inference.inferer.predict_slide`), every writer writes into a
+hidden scratch folder inside ``out_dir`` (:func:`write_outputs`), and the files are committed as
+a unit, the JSON record last (:func:`commit`): an interrupted slide leaves no record, so it is
+never mistaken for a finished one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,9 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrseg.core.atomic import atomic_write_text, fsync_dir, fsync_file, remove, sweep_stale
 from mrseg.core.device import resolve_device
 from mrseg.core.errors import ConfigError
-from mrseg.core.prediction_record import load_record_json
+from mrseg.core.locks import output_lock
+from mrseg.core.prediction_record import file_sha256, files_intact, load_record_json
 from mrseg.inference.inferer import ProgressCallback, SlidePrediction, predict_slide
 from mrseg.inference.predictor import ModelFn, prepare_model
 from mrseg.inference.settings import PredictSettings
@@ -36,15 +41,6 @@ from mrseg.models.checkpoint import Checkpoint, load_checkpoint
 from mrseg.wsi.slide import Slide
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (identifies the checkpoint in output records)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def worker_name() -> str:
@@ -139,7 +135,11 @@ def plan_run(
 
 
 def is_done(out_dir: str | os.PathLike[str], stem: str, checkpoint_sha256: str, settings: dict[str, Any]) -> bool:
-    """True when ``<stem>.json`` records this checkpoint and these settings and all its outputs exist."""
+    """True when ``<stem>.json`` records this checkpoint and these settings and its files are intact.
+
+    Intact: every output it names exists with the size and SHA-256 it records
+    (:func:`mrseg.core.prediction_record.files_intact`).
+    """
     out_dir = Path(out_dir)
     record = load_record_json(out_dir / f"{stem}.json")
     if record is None:
@@ -148,8 +148,40 @@ def is_done(out_dir: str | os.PathLike[str], stem: str, checkpoint_sha256: str, 
         return False
     if record.get("settings") != json.loads(json.dumps(settings)):
         return False
-    outputs = record.get("outputs", {})
-    return bool(outputs) and all((out_dir / name).is_file() for name in outputs.values())
+    return files_intact(out_dir, record)
+
+
+def pending_path(out_dir: Path, stem: str) -> Path:
+    """The commit journal of slide ``stem``: the outputs being renamed into place (only during a commit)."""
+    return out_dir / f".{stem}.pending.json"
+
+
+def owned_outputs(out_dir: Path, stem: str, record_name: str) -> set[str]:
+    """File names in ``out_dir`` that earlier runs of slide ``stem`` wrote: its record's and an unfinished commit's."""
+    owned: set[str] = set()
+    for path in (out_dir / record_name, pending_path(out_dir, stem)):
+        document = load_record_json(path)
+        outputs = document.get("outputs") if document is not None else None
+        if isinstance(outputs, dict):
+            owned |= {str(name) for name in outputs.values()}
+    return owned
+
+
+def check_outputs_owned(plan: RunPlan) -> None:
+    """Refuse to replace a file at an output's name that no earlier run of this slide wrote (e.g. the slide itself).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first such file.
+    """
+    owned = owned_outputs(plan.out_dir, plan.stem, plan.names["record"])
+    foreign = [name for name in plan.names.values() if (plan.out_dir / name).exists() and name not in owned]
+    if foreign:
+        raise ConfigError(
+            f"{plan.out_dir / foreign[0]}: exists and was not written by mrseg predict for slide {plan.stem} "
+            "(no record names it); it will not be replaced: move it or choose another --out"
+        )
 
 
 def checkpoint_summary(plan: RunPlan, checkpoint: Checkpoint) -> dict[str, Any]:
@@ -178,12 +210,34 @@ def write_outputs(job: WriteJob, writers: list[Writer], stem: str, t_start: floa
             timings[f"write_{writer.name}_s"] = time.perf_counter() - t0
 
 
-def commit(scratch: Path, out_dir: Path, names: dict[str, str]) -> None:
-    """Rename the finished files from ``scratch`` into ``out_dir``, the record last."""
+def commit(scratch: Path, out_dir: Path, names: dict[str, str], stem: str) -> None:
+    """Move the finished files from ``scratch`` into ``out_dir`` as one unit, the record last.
+
+    A journal (:func:`pending_path`) names the outputs first; then the old record is removed (so
+    no moment shows an old record beside new files), the outputs are synced and renamed, files of
+    the old record that this run does not write are removed, and the record is renamed into
+    place. A run killed in between leaves no record: the slide is predicted again, and the
+    journal tells that run which files are its own.
+    """
+    record = out_dir / names["record"]
+    old = load_record_json(record) or {}
+    pending = pending_path(out_dir, stem)
+    atomic_write_text(pending, json.dumps({"outputs": names}))
+    record.unlink(missing_ok=True)
+    fsync_dir(out_dir)
     for key, name in names.items():
         if key != "record":
+            fsync_file(scratch / name)
             os.replace(scratch / name, out_dir / name)
-    os.replace(scratch / names["record"], out_dir / names["record"])
+    old_outputs = old.get("outputs")
+    if not isinstance(old_outputs, dict):
+        old_outputs = {}
+    for name in set(map(str, old_outputs.values())) - set(names.values()):
+        remove(out_dir / name)
+    fsync_file(scratch / names["record"])
+    os.replace(scratch / names["record"], record)
+    fsync_dir(out_dir)
+    pending.unlink()
 
 
 def predict_and_write(
@@ -202,7 +256,7 @@ def predict_and_write(
                 scratch, plan.names, pred, slide, checkpoint.labels, settings, checkpoint_summary(plan, checkpoint), run
             )
             write_outputs(job, plan.writers, plan.stem, t_start)
-        commit(scratch, plan.out_dir, plan.names)
+        commit(scratch, plan.out_dir, plan.names, plan.stem)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return pred
@@ -239,13 +293,17 @@ def run_slide(
     sha = checkpoint_sha256 or file_sha256(checkpoint_path)
     checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)
     plan = plan_run(checkpoint_path, checkpoint, slide_path, out_dir, settings, sha)
-    if not overwrite and is_done(plan.out_dir, plan.stem, sha, plan.settings.identity()):
-        log.info("%s: outputs up to date in %s, skipping (--overwrite to redo)", plan.slide_path.name, plan.out_dir)
-        record = load_record_json(plan.out_dir / plan.names["record"]) or {}
-        return SlideResult(str(plan.slide_path), "skipped", dict(record.get("outputs", {})))
-    if model is None:
-        model = prepare_model(checkpoint, settings.device, settings.precision)
-    pred = predict_and_write(plan, model, checkpoint, progress, t_start)
+    lock = plan.out_dir / f".{plan.stem}.lock"
+    with output_lock(lock, f"{plan.out_dir / plan.names['record']} (slide {plan.slide_path.name})"):
+        sweep_stale(plan.out_dir, plan.stem)
+        check_outputs_owned(plan)
+        if not overwrite and is_done(plan.out_dir, plan.stem, sha, plan.settings.identity()):
+            log.info("%s: outputs up to date in %s, skipping (--overwrite to redo)", plan.slide_path.name, plan.out_dir)
+            record = load_record_json(plan.out_dir / plan.names["record"]) or {}
+            return SlideResult(str(plan.slide_path), "skipped", dict(record.get("outputs", {})))
+        if model is None:
+            model = prepare_model(checkpoint, settings.device, settings.precision, settings.engine)
+        pred = predict_and_write(plan, model, checkpoint, progress, t_start)
     seconds = time.perf_counter() - t_start
     log.info("%s: %d tiles in %.1f s -> %s", plan.slide_path.name, pred.tiling.n_tiles, seconds, plan.out_dir)
     return SlideResult(str(plan.slide_path), "done", plan.names, None, seconds, pred.tiling.n_tiles)
@@ -254,11 +312,14 @@ def run_slide(
 __all__ = [
     "RunPlan",
     "SlideResult",
+    "check_outputs_owned",
     "checkpoint_summary",
     "commit",
     "file_sha256",
     "is_done",
     "output_names",
+    "owned_outputs",
+    "pending_path",
     "plan_run",
     "predict_and_write",
     "run_slide",

@@ -30,11 +30,22 @@ class Ramp(str, Enum):
 #: Compute precisions: exact fp32, bf16 autocast, or bf16 only where the device computes it natively.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 
+#: Inference engines: eager PyTorch, ``torch.compile`` (Inductor, frozen weights), ONNX Runtime (CPU).
+ENGINES: tuple[str, ...] = ("torch", "compile", "onnx")
+
 #: Writers run by default (names of :mod:`mrseg.inference.writers`; the JSON record is always written, last).
 DEFAULT_WRITERS: tuple[str, ...] = ("tiff", "labels", "overlay")
 
 #: Settings that say how a run is executed, not what it computes (left out of :meth:`PredictSettings.identity`).
-RUN_ONLY: tuple[str, ...] = ("device", "backend", "batch_size", "loader_threads", "prefetch", "loader_nice")
+RUN_ONLY: tuple[str, ...] = (
+    "device",
+    "engine",
+    "backend",
+    "batch_size",
+    "loader_threads",
+    "prefetch",
+    "loader_nice",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,12 @@ class PredictSettings:
         ``"tiffslide"``...).
     precision
         ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 where the device computes it natively).
+    engine
+        What runs the network (:data:`ENGINES`): ``"torch"`` (eager, batch norm folded into the
+        convolutions, channels-last), ``"compile"`` (the same through ``torch.compile``: a minute or
+        more of compilation per process) or ``"onnx"`` (ONNX Runtime on the CPU, through the ONNX
+        export, cached per checkpoint; needs ``mrseg[onnx]``). Like the device, the engine changes
+        the probabilities only by floating-point rounding, so it is not part of :meth:`identity`.
     batch_size
         Tiles per model forward.
     overlap
@@ -92,6 +109,7 @@ class PredictSettings:
     device: str = "auto"
     backend: str = "auto"
     precision: str = "fp32"
+    engine: str = "torch"
     batch_size: int = 16
     overlap: float = 0.25
     tissue_mask: bool = True
@@ -119,10 +137,13 @@ class PredictSettings:
             raise ConfigError(f"ramp must be one of {[r.value for r in Ramp]}, got {self.ramp!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {list(ENGINES)}, got {self.engine!r}")
         for name in ("tissue_mpp", "slide_mpp", "out_mpp"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive number of microns per pixel, got {value!r}")
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{name} ({flag}) must be a positive number of microns per pixel, got {value!r}")
         if isinstance(self.writers, str) or not all(isinstance(w, str) and w for w in self.writers):
             raise ConfigError(f"writers must be a sequence of writer names, got {self.writers!r}")
         object.__setattr__(self, "writers", tuple(dict.fromkeys(self.writers)))
@@ -150,4 +171,4 @@ class PredictSettings:
         return d
 
 
-__all__ = ["DEFAULT_WRITERS", "PRECISIONS", "RUN_ONLY", "PredictSettings", "Ramp"]
+__all__ = ["DEFAULT_WRITERS", "ENGINES", "PRECISIONS", "RUN_ONLY", "PredictSettings", "Ramp"]

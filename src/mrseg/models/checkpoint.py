@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class Checkpoint:
     val_loss: float | None = None
     train_state: dict[str, Any] = field(default_factory=dict)
     mrseg_version: str = __version__
+    path: Path | None = field(default=None, compare=False)  # the file it was loaded from (for messages)
 
     def __post_init__(self) -> None:
         if "mpps" in self.model_kwargs:
@@ -80,12 +82,19 @@ class Checkpoint:
 
     def build_model(self, *, strict: bool = True) -> nn.Module:
         """Rebuild the model from the registry and load the weights (in eval mode)."""
+        where = f"{self.path}: " if self.path is not None else ""
         try:
             model = create_model(self.model_name, mpps=list(self.input_spec.mpps), **self.model_kwargs)
+            mismatch = state_mismatch(model.state_dict(), self.state_dict) if strict else None
+            if mismatch:
+                raise CheckpointError(
+                    f"{where}weights do not fit model {self.model_name!r} {self.model_kwargs}: {mismatch}"
+                )
             model.load_state_dict(self.state_dict, strict=strict)
         except (ModelConfigError, RuntimeError, TypeError, KeyError, ValueError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(
-                f"checkpoint model {self.model_name!r} with {self.model_kwargs} cannot be rebuilt: {error}"
+                f"{where}checkpoint model {self.model_name!r} with {self.model_kwargs} cannot be rebuilt: {first}"
             ) from error
         return model.eval()
 
@@ -155,6 +164,31 @@ def make_checkpoint(
     )
 
 
+def state_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], shown: int = 3) -> str:
+    """How ``found`` (a checkpoint's weights) differs from ``expected`` (a model's ``state_dict``), in one line.
+
+    Empty when they match: counts of missing keys, unexpected keys and differing shapes, with the
+    first ``shown`` of each.
+    """
+
+    def first(names: list[str]) -> str:
+        return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        f"{k} {list(found[k].shape)} vs {list(expected[k].shape)}"
+        for k in expected
+        if k in found and tuple(found[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = [
+        f"{len(missing)} key(s) missing ({first(missing)})" if missing else "",
+        f"{len(unexpected)} unexpected key(s) ({first(unexpected)})" if unexpected else "",
+        f"{len(shapes)} shape(s) differ, checkpoint vs model ({first(shapes)})" if shapes else "",
+    ]
+    return "; ".join(p for p in parts if p)
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint safely (``weights_only=True``) and validate its layout.
 
@@ -169,7 +203,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt/unsafe files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+        # torch's own text advises weights_only=False: never relay it
+        raise CheckpointError(
+            f"{path}: not a mrseg checkpoint, or an unsafe pickle: refused ({type(error).__name__})"
+        ) from error
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mrseg checkpoint (no format={FORMAT!r} record)")
     version = raw.get("version")
@@ -205,6 +242,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             val_loss=raw.get("val_loss"),
             train_state=raw.get("train_state") or {},
             mrseg_version=str(raw.get("mrseg_version", "?")),
+            path=path,
         )
     except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{path}: checkpoint is missing or has a bad field: {error}") from error

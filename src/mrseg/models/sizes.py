@@ -84,7 +84,7 @@ def describe_valid_sizes(multiple: int, size: int, depth: int, mpps: Sequence[fl
     gammas = gammas_from_mpps(mpps)
     nearby = ", ".join(str(s) for s in valid_sizes(multiple, size))
     text = (
-        f"input size {size} px is not a multiple of {multiple} = 2**depth ({2**depth}) * max gamma "
+        f"input size {size} px is not a multiple of {multiple} = 2**depth (2**{depth} = {2**depth}) * max gamma "
         f"({max(gammas)}, from mpps {list(mpps)}); sizes that work: {nearby}, ..."
     )
     shallower = [d for d in range(depth - 1, max(min_depth, 1) - 1, -1) if size and size % (2**d * max(gammas)) == 0]

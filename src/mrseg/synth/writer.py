@@ -38,8 +38,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from mrseg import __version__
-from mrseg.core.atomic import atomic_path
+from mrseg.core.atomic import atomic_path, check_replaceable, sweep_stale
 from mrseg.core.errors import ConfigError
+from mrseg.core.locks import output_lock
 from mrseg.synth.asap import write_asap_xml
 from mrseg.synth.labels import (
     MULTICLASS_CLASSES,
@@ -58,6 +59,8 @@ from mrseg.wsi.tiff import write_pyramidal_tiff
 log = logging.getLogger(__name__)
 
 MIN_SIZE_PX = 512
+#: The file every data set holds: only a folder with it is replaced by ``overwrite``.
+MARKER = "synth.json"
 MPP_RANGE = (0.1, 2.0)
 
 
@@ -223,6 +226,7 @@ def _check_args(out_dir: Path, n_slides: int, size: tuple[int, int], mpp: float,
         raise ConfigError(f"output {out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty (pass overwrite=True / --overwrite)")
+    check_replaceable(out_dir, MARKER, "mrseg synth")
 
 
 def generate(
@@ -294,6 +298,28 @@ def generate(
     digits = max(3, len(str(n_slides - 1)))
     names = [f"{prefix}_{i:0{digits}d}" for i in range(n_slides)]
     log.info("generating %d slides of %dx%d px at %g mpp into %s", n_slides, size[0], size[1], mpp, out)
+    where = out.absolute()
+    with output_lock(where.parent / f".{where.name}.lock", f"data set {out}"):
+        sweep_stale(where.parent, where.stem)
+        _check_args(out, n_slides, size, mpp, overwrite)  # type: ignore[arg-type]  # again, under the lock
+        _write_dataset(out, names, int(seed), size, float(mpp), params, workers, threads, labels, fractions)
+    return out / "manifest.csv"
+
+
+def _write_dataset(
+    out: Path,
+    names: list[str],
+    seed: int,
+    size: tuple[int, int],
+    mpp: float,
+    params: SynthParams,
+    workers: int,
+    threads: int,
+    labels: LabelScheme,
+    fractions: dict[str, float] | None,
+) -> None:
+    """Generate every slide into a temporary sibling of ``out``, write the manifest and synth.json, rename."""
+    n_slides = len(names)
     with atomic_path(out, is_dir=True) as tmp:
         umask = os.umask(0)
         os.umask(umask)
@@ -326,7 +352,6 @@ def generate(
         (tmp / "manifest.csv").write_text(_manifest_csv(records, splits, labels))
         for path in tmp.rglob("*"):  # atomic writes use mkstemp (0600): give ordinary permissions
             path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-    return out / "manifest.csv"
 
 
 def _manifest_csv(records: list[SlideRecord], splits: list[str] | None, labels: LabelScheme) -> str:

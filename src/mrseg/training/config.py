@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.errors import ConfigError
 from mrseg.core.label_spec import LabelSpec
-from mrseg.core.overrides import parse_overrides
+from mrseg.core.overrides import parse_overrides, yaml_problem
 from mrseg.training.sections import (
     AugmentConfig,
     DataConfig,
@@ -167,7 +167,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
         try:
             loaded = yaml.safe_load(file.read_text())
         except yaml.YAMLError as error:
-            raise ConfigError(f"{file}: not valid YAML: {error}") from None
+            raise ConfigError(f"{file}: not valid YAML ({yaml_problem(error)})") from None
         if loaded is not None:
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{file}: expected a mapping at the top level")

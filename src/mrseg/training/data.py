@@ -22,6 +22,7 @@ from mrseg.core.errors import DataError, MrsegError
 from mrseg.core.label_spec import LabelSpec
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.wsi.annotations import Annotations, VectorAnnotations, load_annotations, sniff_format
+from mrseg.wsi.annotations.stats import warn_outside
 from mrseg.wsi.manifest import SlideRecord
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tissue import tissue_mask
@@ -220,7 +221,9 @@ def prepare(
             )
         prepared.append(slide)
     if problems:
-        raise DataError(f"{len(problems)} problem(s) in the data set:\n  " + "\n  ".join(problems))
+        if len(problems) == 1:
+            raise DataError(f"a problem in the data set: {problems[0]}")
+        raise DataError(f"{len(problems)} problems in the data set:\n  " + "\n  ".join(problems))
     return prepared
 
 
@@ -240,6 +243,11 @@ def _prepare_one(
                 with open_annotations(rec.annotation, dims, labels) as ann:
                     found = label_problems(ann, labels, rec.annotation)
                     positive = tuple(int(v) for v in ann.labels if v > 0)
+                    if warn_outside(ann, dims, rec.slide) >= 1.0:
+                        found.append(
+                            f"{rec.annotation}: every annotation lies outside its slide {rec.slide} "
+                            f"({dims[0]}x{dims[1]} level-0 px)"
+                        )
                 if found:
                     problems.extend(found)
                     return None

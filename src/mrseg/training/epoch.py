@@ -1,9 +1,10 @@
 """One epoch: the loaders, the optimiser steps over freshly sampled patches, and validation.
 
 An *epoch* on whole slides is ``train.steps_per_epoch`` optimiser steps of ``train.batch_size``
-patches per process, then the mean data loss over the fixed validation centres. Each step
-minimises the data loss (BCE or cross-entropy by the label spec, plus optional soft Dice) plus the
-Keras-style L2 penalty (:func:`mrseg.training.losses.l2_penalty`).
+patches per process, then the mean data loss and the pooled pixel AUC over the fixed validation
+centres. Each step minimises the data loss (BCE or cross-entropy by the label spec, plus optional
+soft Dice; times the batch's examples with ``train.data_reduction=sum_examples``) plus the L2
+penalty of ``train.l2_mode`` (:func:`mrseg.training.losses.l2_penalty`; none when decoupled).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from mrseg.core.histogram import BinaryHistogram
 from mrseg.core.input_spec import InputSpec
+from mrseg.core.label_spec import LabelSpec
+from mrseg.models.activation import class_probabilities, foreground_probabilities
 from mrseg.models.inputs import to_tensor
 from mrseg.training import distributed as D
 from mrseg.training.config import Config
@@ -61,9 +66,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _batch(batch: dict[str, Any], spec: InputSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def model_input(
+    batch: dict[str, Any], spec: InputSpec, device: torch.device, *, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Model input ``(N, J, 3, H, W)`` float and labels ``(N, H, W)`` of a loader batch, on ``device``."""
-    x = to_tensor(batch["patches"], spec).to(device, non_blocking=True)
+    x = to_tensor(batch["patches"], spec, channels_last=channels_last).to(device, non_blocking=True)
     y = batch["mask"].to(device, non_blocking=True)
     return x, y
 
@@ -86,10 +93,11 @@ def train_steps(
     for step, batch in enumerate(loader, start=1):
         if D.any_rank(stop.requested, ctx):
             break
-        x, y = _batch(batch, run.input_spec, ctx.device)
+        x, y = model_input(batch, run.input_spec, ctx.device, channels_last=t.channels_last)
         with autocast(ctx.device, run.amp_dtype):
             data_loss = run.criterion(run.model(x), y)
-        loss = data_loss + l2_penalty(run.raw_model, t.l2)
+        scale = x.shape[0] if t.data_reduction == "sum_examples" else 1
+        loss = data_loss * scale + l2_penalty(run.raw_model, t.l2, t.l2_mode)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
@@ -102,20 +110,37 @@ def train_steps(
     return loss_sum, n_seen
 
 
+def any_foreground(logits: torch.Tensor, labels: LabelSpec) -> torch.Tensor:
+    """Probability ``(N, H, W)`` that a pixel is not background (sigmoid; 1 - softmax background)."""
+    if labels.activation == "sigmoid":
+        return foreground_probabilities(logits, labels)[:, 0]
+    return 1 - class_probabilities(logits, labels)[:, 0]
+
+
 @torch.no_grad()
-def validate(run: RunState, loader: DataLoader[Any]) -> float:
-    """Mean data loss of ``run.raw_model`` over the fixed validation centres (all ranks)."""
+def validate(run: RunState, loader: DataLoader[Any]) -> tuple[float, float]:
+    """Mean data loss and pooled pixel AUC of ``run.raw_model`` over the fixed validation centres (all ranks).
+
+    The AUC scores the finest patch's pixels, label > 0 positive, by the foreground probability
+    (sigmoid, or 1 - softmax background) in a 1024-bin histogram pooled over the ranks; it is NaN
+    when the validation pixels hold only one class.
+    """
     model, ctx = run.raw_model, run.ctx
     model.eval()
     total, count = 0.0, 0.0
+    hist = BinaryHistogram()
     for batch in loader:
-        x, y = _batch(batch, run.input_spec, ctx.device)
+        x, y = model_input(batch, run.input_spec, ctx.device, channels_last=run.config.train.channels_last)
         with autocast(ctx.device, run.amp_dtype):
-            loss = run.criterion(model(x), y)
+            logits = model(x)
+            loss = run.criterion(logits, y)
         total += float(loss) * x.shape[0]
         count += x.shape[0]
-    total, count = D.all_reduce_sum([total, count], ctx)
-    return total / max(count, 1.0)
+        hist.update(any_foreground(logits.float(), run.config.labels).cpu().numpy(), (y > 0).cpu().numpy())
+    total, count, *counts = D.all_reduce_sum([total, count, *hist.pos.tolist(), *hist.neg.tolist()], ctx)
+    n = hist.bins
+    pooled = BinaryHistogram(n, np.asarray(counts[:n], np.int64), np.asarray(counts[n:], np.int64))
+    return total / max(count, 1.0), pooled.auc()
 
 
 def progress_bars(show: bool) -> Progress:
@@ -130,4 +155,14 @@ def progress_bars(show: bool) -> Progress:
     )
 
 
-__all__ = ["StepHook", "autocast", "make_loader", "progress_bars", "stop_workers", "train_steps", "validate"]
+__all__ = [
+    "StepHook",
+    "any_foreground",
+    "autocast",
+    "make_loader",
+    "model_input",
+    "progress_bars",
+    "stop_workers",
+    "train_steps",
+    "validate",
+]

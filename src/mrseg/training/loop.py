@@ -3,7 +3,10 @@
 An *epoch* on whole slides is not a pass over a finite data set: it is ``train.steps_per_epoch``
 optimiser steps of ``train.batch_size`` freshly sampled patches per process (so
 ``steps_per_epoch * batch_size * world_size`` patches), followed by the fixed validation set of
-``sampling.val_samples`` centres. The best model is the one with the lowest validation loss.
+``sampling.val_samples`` centres. The best model is the one ``train.select`` picks: the lowest
+validation loss (default), the highest validation pixel AUC, or the last epoch. With
+``sampling.hard_negative_*`` set, the model mines hard negatives after chosen epochs
+(:mod:`mrseg.training.mining`).
 
 Run folder: ``config.yaml`` (resolved), ``metrics.csv``, ``tensorboard/``, ``best.pt``, ``last.pt``
 and ``loss_curve.png``. ``last.pt`` is written before the first epoch and after every epoch, so an
@@ -13,16 +16,18 @@ interruption (SIGINT/SIGTERM) or a slide that fails to read loses at most the cu
 The plan of :func:`train`: seed, open the checkpoint to resume (if any), prepare the data (every
 file checked up front), build the run state (:mod:`mrseg.training.state`), open the run folder,
 then per epoch: optimiser steps and validation (:mod:`mrseg.training.epoch`), then scheduler,
-best-model tracking, checkpoints and the metrics row.
+best-model tracking, checkpoints and the metrics row, then (when configured) a mining round.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,14 +37,18 @@ from rich.progress import Progress, TaskID
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mrseg.core.atomic import sweep_stale
 from mrseg.core.errors import CheckpointError, ConfigError, MrsegError, SlideError
+from mrseg.core.locks import output_lock
 from mrseg.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mrseg.training import distributed as D
+from mrseg.training.budget import check_model_budget
 from mrseg.training.config import Config, apply_overrides, config_from_dict, diff_configs
 from mrseg.training.epoch import StepHook, make_loader, progress_bars, stop_workers, train_steps, validate
 from mrseg.training.interrupt import StopFlag, TrainingInterrupted, worker_error
 from mrseg.training.losses import l2_penalty
-from mrseg.training.runlog import EpochMetrics, RunLog
+from mrseg.training.mining import mine_hard_negatives, mines_after
+from mrseg.training.runlog import METRICS_FILE, EpochMetrics, RunLog
 from mrseg.training.sampling import EpochSampler, PatchDataset, load_datasets
 from mrseg.training.state import RunState, build_model, seed_everything, start_run
 
@@ -141,7 +150,11 @@ def train(
     ctx = D.init_distributed(device)
     threads = torch.get_num_threads()  # train.num_threads applies to this run only
     try:
-        return _train(config, out, ctx, resume=resume, progress=progress, on_step=on_step)
+        if not resume:
+            _checkpoint_to_resume(config, out, resume=False)  # refused before the lock: nothing is written
+        check_model_budget(config, ctx.device)  # before any lock is taken, slide opened or weight allocated
+        with _run_lock(out, ctx):
+            return _train(config, out, ctx, resume=resume, progress=progress, on_step=on_step)
     finally:
         torch.set_num_threads(threads)
         if owns_group:
@@ -156,11 +169,13 @@ def _train(
     seed_everything(t.seed, deterministic=t.deterministic)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    ckpt = _checkpoint_to_resume(config, out, resume)
+    ckpt = _checkpoint_to_resume(config, out, resume)  # again, under the lock
     train_ds, val_ds = _prepare_data(config, ctx)
     run = start_run(config, ctx, ckpt)
     if ckpt is not None:
-        log.info("resuming %s at epoch %d (best val loss %.4g)", out, run.start_epoch, run.best)
+        log.info("resuming %s at epoch %d (best val loss %.4g)", out, run.start_epoch, run.best_loss)
+    if run.hard_pool is not None:
+        train_ds.set_hard_pool(run.hard_pool, config.sampling.hard_negative_fraction)
     runlog = _open_run_folder(run, out, fresh=ckpt is None)
     loaders = _make_loaders(run, train_ds, val_ds)
     try:
@@ -176,11 +191,25 @@ def _train(
     return TrainResult(out, run.completed, run.best_epoch, run.best_val_loss, run.stop_reason, run.raw_model)
 
 
+@contextlib.contextmanager
+def _run_lock(out: Path, ctx: D.DistContext) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock (beside it, ``.<name>.lock``) and sweeps its stale temporary files."""
+    if not ctx.is_main:
+        yield
+        return
+    where = out.absolute()
+    with output_lock(where.parent / f".{where.name}.lock", f"run folder {out}"):
+        sweep_stale(out)
+        yield
+
+
 def _checkpoint_to_resume(config: Config, out: Path, resume: bool) -> Checkpoint | None:
     """``out/last.pt`` when resuming (its model must be the config's); refuse to overwrite a run otherwise."""
     if not resume:
-        if (out / LAST).exists():
-            raise ConfigError(f"{out}: already holds a run (last.pt); use --resume or another --out folder")
+        taken = [name for name in (LAST, BEST, CONFIG_FILE, METRICS_FILE) if (out / name).exists()]
+        if taken:
+            what = "a run (last.pt)" if LAST in taken else f"{', '.join(taken)}, not written by a run of mrseg train"
+            raise ConfigError(f"{out}: already holds {what}; use --resume for a run, or another --out folder")
         return None
     ckpt = load_checkpoint(out / LAST)
     if ckpt.config is None or ckpt.config.get("model") != config.to_dict()["model"]:
@@ -249,8 +278,10 @@ def _run_epochs(
             t0 = time.perf_counter()
             loaders.sampler.set_epoch(epoch)
             bars.reset(batch_task, total=t.steps_per_epoch, description=f"epoch {epoch}")
-            seen, val_loss, train_time = _epoch(run, loaders, epoch, out, stop, bars, batch_task, on_step, t0)
-            _finish_epoch(run, epoch, seen, val_loss, train_time, t0, out, runlog)
+            seen, val, train_time = _epoch(run, loaders, epoch, out, stop, bars, batch_task, on_step, t0)
+            _finish_epoch(run, epoch, seen, val, train_time, t0, out, runlog)
+            if mines_after(run.config, epoch):
+                _mine(run, loaders, epoch, out, val[0])
             bars.advance(epoch_task)
             run.completed = epoch
             D.barrier(run.ctx)
@@ -270,8 +301,8 @@ def _epoch(
     batch_task: TaskID,
     on_step: StepHook | None,
     t0: float,
-) -> tuple[tuple[float, int], float, float]:
-    """Steps and validation of one epoch: ((loss sum, samples) of this rank, val loss, training seconds).
+) -> tuple[tuple[float, int], tuple[float, float], float]:
+    """Steps and validation of one epoch: ((loss sum, samples) of this rank, (val loss, val AUC), training seconds).
 
     Raises
     ------
@@ -305,7 +336,7 @@ def _finish_epoch(
     run: RunState,
     epoch: int,
     seen: tuple[float, int],
-    val_loss: float,
+    val: tuple[float, float],
     train_time: float,
     t0: float,
     out: Path,
@@ -314,21 +345,40 @@ def _finish_epoch(
     """Scheduler and best-model tracking; on rank 0 ``best.pt``, ``last.pt``, the metrics row and the log line."""
     tot_loss, tot_n = D.all_reduce_sum([seen[0], float(seen[1])], run.ctx)
     train_loss = tot_loss / max(tot_n, 1.0)
-    l2_value = float(l2_penalty(run.raw_model, run.config.train.l2).detach())
+    t = run.config.train
+    # the penalty of the chosen reading (the Keras sum, for information, when the decay is decoupled)
+    l2_value = float(l2_penalty(run.raw_model, t.l2, "half_sum" if t.l2_mode == "half_sum" else "sum").detach())
     lr = float(run.optimizer.param_groups[0]["lr"])
-    improved = run.end_epoch(epoch, val_loss)
+    val_loss, val_auc = val
+    improved = run.end_epoch(epoch, val_loss, val_auc)
     if runlog is None:
         return
     if improved:
         save_checkpoint(out / BEST, run.checkpoint(epoch, val_loss, with_state=False))
     save_checkpoint(out / LAST, run.checkpoint(epoch, val_loss, with_state=True))
     elapsed = time.perf_counter() - t0
-    runlog.add(EpochMetrics(epoch, train_loss, val_loss, l2_value, lr, tot_n / train_time, elapsed))
+    runlog.add(EpochMetrics(epoch, train_loss, val_loss, l2_value, lr, tot_n / train_time, elapsed, val_auc))
     log.info(
-        "epoch %d/%d  train %.4f  val %.4f%s  l2 %.4f  lr %.2e  %.1f samples/s  %.1f s",
-        epoch, run.config.train.epochs, train_loss, val_loss, " *" if improved else "", l2_value, lr,
+        "epoch %d/%d  train %.4f  val %.4f  val AUC %.4f%s  l2 %.4f  lr %.2e  %.1f samples/s  %.1f s",
+        epoch, t.epochs, train_loss, val_loss, val_auc, " *" if improved else "", l2_value, lr,
         tot_n / train_time, elapsed,
     )  # fmt: skip
+
+
+def _mine(run: RunState, loaders: _Loaders, epoch: int, out: Path, val_loss: float) -> None:
+    """One hard-negative round after ``epoch``: new pool, a fresh training loader, ``last.pt`` re-saved."""
+    config, ctx = run.config, run.ctx
+    train_ds = loaders.train.dataset
+    assert isinstance(train_ds, PatchDataset)
+    run.hard_pool = mine_hard_negatives(
+        run.raw_model, train_ds, config, config.sampling.hard_negative_epochs.index(epoch),
+        device=ctx.device, rank=ctx.rank, world_size=ctx.world_size,
+    )  # fmt: skip
+    train_ds.set_hard_pool(run.hard_pool, config.sampling.hard_negative_fraction)
+    stop_workers(loaders.train)  # persistent workers hold the old data set
+    loaders.train = make_loader(train_ds, loaders.sampler, config, ctx.device)
+    if ctx.is_main:
+        save_checkpoint(out / LAST, run.checkpoint(epoch, val_loss, with_state=True))
 
 
 __all__ = [

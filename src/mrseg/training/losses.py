@@ -1,10 +1,12 @@
-"""Segmentation losses and the paper's Keras-style L2 penalty.
+"""Segmentation losses and the paper's L2 weight penalty (a loss term, Keras-style).
 
 L2 as a loss term (as Keras ``kernel_regularizer=l2(lam)``): ``lam * sum(w**2)`` over the weights
 of every convolution and transposed convolution (not biases, not normalisation parameters). Its
 gradient is ``2 * lam * w``, so with plain SGD it equals weight decay ``2 * lam``; with Adam it is
 *not* equivalent to decoupled weight decay (AdamW), because the penalty gradient is rescaled by
-Adam's per-parameter second-moment estimate like any other gradient.
+Adam's per-parameter second-moment estimate like any other gradient. ``train.l2_mode`` chooses the
+reading (docs/training.md, "L2"): ``sum`` (Keras), ``half_sum`` (TensorFlow ``l2_loss``) or
+``decoupled`` (:func:`make_optimizer` builds AdamW decaying exactly :func:`conv_weights`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,40 @@ def conv_weights(model: nn.Module) -> list[torch.Tensor]:
     return [m.weight for m in model.modules() if isinstance(m, _CONV_TYPES)]
 
 
-def l2_penalty(model: nn.Module, lam: float) -> torch.Tensor:
-    """``lam * sum(w**2)`` over all conv and transposed-conv weights (Keras ``l2(lam)`` summed over layers)."""
+def l2_penalty(model: nn.Module, lam: float, mode: str = "sum") -> torch.Tensor:
+    """``lam * sum(w**2)`` over all conv and transposed-conv weights (Keras ``l2(lam)`` summed over layers).
+
+    ``mode="half_sum"`` gives TensorFlow's ``lam * tf.nn.l2_loss(w) = lam * sum(w**2) / 2``; ``"decoupled"``
+    returns zero (the decay is applied by the optimiser instead, see :func:`make_optimizer`).
+    """
     weights = conv_weights(model)
-    if lam == 0.0 or not weights:
+    if lam == 0.0 or not weights or mode == "decoupled":
         return torch.zeros((), device=next(model.parameters()).device)
     total = torch.stack([w.pow(2).sum() for w in weights]).sum()
-    return total * lam
+    return total * (lam / 2 if mode == "half_sum" else lam)
+
+
+def make_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    l2: float = 0.0,
+    l2_mode: str = "sum",
+) -> torch.optim.Optimizer:
+    """Adam, or with ``l2_mode="decoupled"`` AdamW decaying only the conv weights by ``lr * l2`` per step.
+
+    In the other modes the L2 term is part of the loss (:func:`l2_penalty`) and the optimiser is plain Adam.
+    """
+    if l2_mode != "decoupled" or l2 == 0.0:
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
+    decayed = {id(w) for w in conv_weights(model)}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) in decayed], "weight_decay": l2},
+        {"params": [p for p in model.parameters() if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
 
 class SegmentationLoss(nn.Module):

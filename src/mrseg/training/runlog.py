@@ -31,9 +31,11 @@ class EpochMetrics:
     """One row of ``metrics.csv``.
 
     ``train_loss`` and ``val_loss`` are the data losses (BCE/CE [+ Dice]) averaged over patches;
-    ``l2_loss`` is the Keras-style penalty at the end of the epoch (the optimised training
-    objective is ``train_loss + l2_loss``); ``samples_per_s`` counts training patches of all ranks;
-    ``time_s`` is the wall time of the whole epoch including validation.
+    ``l2_loss`` is the L2 penalty at the end of the epoch (Keras sum, or half of it with
+    ``train.l2_mode=half_sum``; with ``decoupled`` the Keras sum for information only, the decay being
+    applied by AdamW); ``samples_per_s`` counts training patches of all ranks; ``time_s`` is the wall
+    time of the whole epoch including validation; ``val_auc`` is the pooled pixel AUC of the
+    validation patches (NaN in CSVs written before it existed).
     """
 
     epoch: int
@@ -43,6 +45,7 @@ class EpochMetrics:
     lr: float
     samples_per_s: float
     time_s: float
+    val_auc: float = float("nan")
 
 
 FIELDS = [f for f in EpochMetrics.__dataclass_fields__]
@@ -68,6 +71,7 @@ class RunLog:
         if self._tb is not None:
             self._tb.add_scalar("loss/train", row.train_loss, row.epoch)
             self._tb.add_scalar("loss/val", row.val_loss, row.epoch)
+            self._tb.add_scalar("auc/val", row.val_auc, row.epoch)
             self._tb.add_scalar("loss/l2", row.l2_loss, row.epoch)
             self._tb.add_scalar("lr", row.lr, row.epoch)
             self._tb.add_scalar("samples_per_s", row.samples_per_s, row.epoch)
@@ -99,7 +103,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[EpochMetrics]:
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     return [
-        EpochMetrics(int(r["epoch"]), *(float(r[k]) for k in FIELDS[1:]))  # type: ignore[arg-type]
+        EpochMetrics(int(r["epoch"]), *(float(r.get(k) or "nan") for k in FIELDS[1:]))  # type: ignore[arg-type]
         for r in rows
     ]
 

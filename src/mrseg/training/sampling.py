@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 TRAIN_STREAM = 0
 VAL_STREAM = 1
+#: Candidate centres of hard-negative mining: key ``(round, index)``, random slide, uniform in tissue, no augmentation.
+MINE_STREAM = 2
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -135,6 +137,15 @@ def draw_center(
         row, col = divmod(flat, tw)
         x = (col + rng.random()) * (w0 / tw)
         y = (row + rng.random()) * (h0 / th)
+    return jittered(info, (x, y), rng, jitter_um)
+
+
+def jittered(
+    info: PreparedSlide, center: tuple[float, float], rng: np.random.Generator, jitter_um: float
+) -> tuple[float, float]:
+    """``center`` (level-0 px) plus a uniform ``+- jitter_um`` microns on each axis, clipped to the slide."""
+    x, y = center
+    w0, h0 = info.dimensions
     if jitter_um > 0:
         j = jitter_um / info.mpp
         x += rng.uniform(-j, j)
@@ -163,6 +174,9 @@ class PatchDataset(Dataset[dict[str, Any]]):
     labels
         The label spec annotations are read with (default: binary CAMELYON); with a softmax spec a
         mask value that is not a class is a :class:`DataError`.
+    cache
+        Validation stream only: keep every item in memory after its first read (in the process that
+        reads it, e.g. each persistent DataLoader worker), so a fixed validation set is read once.
     """
 
     def __init__(
@@ -179,6 +193,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         length: int | None = None,
         backend: str = "auto",
         labels: LabelSpec | None = None,
+        cache: bool = False,
     ) -> None:
         if not slides:
             raise ValueError("PatchDataset needs at least one slide")
@@ -194,6 +209,11 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.length = length
         self.labels = labels or LabelSpec()
         self._handles = _Handles(backend, self.labels)
+        #: Hard negatives ``float64 (n, 4)``: slide index, centre x, y (level-0 px), weight; see :meth:`set_hard_pool`.
+        self.hard_pool = np.zeros((0, 4))
+        self.hard_fraction = 0.0
+        # validation only: items are a function of the index, so they can be kept after the first read
+        self.cache: dict[int, dict[str, Any]] | None = {} if cache and stream == VAL_STREAM else None
 
     def __len__(self) -> int:
         if self.length is None:
@@ -205,13 +225,37 @@ class PatchDataset(Dataset[dict[str, Any]]):
             epoch, index = key
         else:
             epoch, index = 0, int(key)
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        item = self._item(epoch, index)
+        if self.cache is not None:
+            self.cache[index] = item
+        return item
+
+    def set_hard_pool(self, pool: np.ndarray, fraction: float) -> None:
+        """Draw a ``fraction`` of training centres from ``pool`` rows (slide, x, y, weight), by weight.
+
+        A drawn centre gets the usual jitter and augmentation; labels still come from the annotations.
+        An empty pool (or fraction 0) restores plain sampling exactly. DataLoader workers hold a copy
+        of the data set, so set the pool before (re)creating the loader.
+        """
+        pool = np.asarray(pool, dtype=np.float64).reshape(-1, 4)
+        self.hard_pool = pool[pool[:, 3] > 0]
+        self.hard_fraction = float(fraction)
+
+    def _item(self, epoch: int, index: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.stream, epoch, index])
+        fixed: tuple[float, float] | None = None
         if self.stream == VAL_STREAM:
             slide_idx = index % len(self.slides)
+        elif self.stream == TRAIN_STREAM and len(self.hard_pool) and rng.random() < self.hard_fraction:
+            w = self.hard_pool[:, 3]
+            row = self.hard_pool[int(rng.choice(len(w), p=w / w.sum()))]
+            slide_idx, fixed = int(row[0]), (float(row[1]), float(row[2]))
         else:
             slide_idx = int(rng.integers(len(self.slides)))
         info = self.slides[slide_idx]
-        patches, mask, center = self.read(info, rng)
+        patches, mask, center = self.read(info, rng, center=fixed)
         if self.augment is not None:
             patches, mask = self.augment(patches, mask, rng)
         return {
@@ -221,8 +265,12 @@ class PatchDataset(Dataset[dict[str, Any]]):
             "center": torch.tensor(center, dtype=torch.float64),
         }
 
-    def read(self, info: PreparedSlide, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    def read(
+        self, info: PreparedSlide, rng: np.random.Generator, center: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         """Draw a centre on ``info`` and read its patches ``(J, H, W, 3)`` and finest-patch mask ``(H, W)``.
+
+        With ``center`` (level-0 px) given, that centre (plus the usual jitter) is read instead of a drawn one.
 
         Raises
         ------
@@ -230,13 +278,16 @@ class PatchDataset(Dataset[dict[str, Any]]):
             Naming the slide, the centre (level-0 px) and the mpps when reading fails.
         """
         try:
-            center = draw_center(
-                info,
-                self._handles.annotations(info),
-                rng,
-                positive_fraction=self.positive_fraction,
-                jitter_um=self.jitter_um,
-            )
+            if center is None:
+                center = draw_center(
+                    info,
+                    self._handles.annotations(info),
+                    rng,
+                    positive_fraction=self.positive_fraction,
+                    jitter_um=self.jitter_um,
+                )
+            else:
+                center = jittered(info, center, rng, self.jitter_um)
         except Exception as error:  # annotation readers raise many types; never train on garbage
             raise self._read_error(info, (float("nan"), float("nan")), error) from error
         patches, mask = self.read_at(info, center)
@@ -341,5 +392,9 @@ def load_datasets(config: Config, *, rank: int = 0, world_size: int = 1) -> tupl
         augment=Augmenter(config.augment) if config.augment.enabled else None,
         **common,
     )
-    val_ds = PatchDataset(val_slides, stream=VAL_STREAM, length=config.sampling.val_samples, **common)
+    if config.sampling.val_positive_fraction is not None:
+        common["positive_fraction"] = config.sampling.val_positive_fraction
+    val_ds = PatchDataset(
+        val_slides, stream=VAL_STREAM, length=config.sampling.val_samples, cache=config.sampling.val_cache, **common
+    )
     return train_ds, val_ds

@@ -140,6 +140,23 @@ class SamplingConfig(Section):
     positive_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="share of centres in positive regions")
     jitter_um: float = Field(default=0.0, ge=0.0, description="uniform +- jitter of each centre, microns")
     val_samples: int = Field(default=256, gt=0, description="fixed, seeded validation centres (all ranks together)")
+    val_positive_fraction: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="share of validation centres in positive regions (None: as training)"
+    )
+    val_cache: bool = Field(
+        default=False, description="keep the fixed validation patches in memory after the first epoch (read once)"
+    )
+    hard_negative_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of training centres drawn from mined false positives"
+    )
+    hard_negative_epochs: tuple[int, ...] = Field(
+        default=(), description="mine hard negatives on the training slides after these epochs (empty: never)"
+    )
+    hard_negative_candidates: int = Field(default=1024, gt=0, description="centres scored per mining round")
+    hard_negative_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="probability of a positive pixel")
+    hard_negative_min_fp: float = Field(
+        default=0.05, gt=0.0, le=1.0, description="share of a candidate's pixels that must be false positives"
+    )
     seed: int = 0
 
 
@@ -165,7 +182,23 @@ class TrainConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(default=1e-8, gt=0)
     l2: float = Field(default=0.005, ge=0.0, description="Keras L2: l2 * sum(w^2), conv weights")
+    l2_mode: Literal["sum", "half_sum", "decoupled"] = Field(
+        default="sum",
+        description="sum: loss + l2*sum(w^2) (Keras l2); half_sum: loss + l2*sum(w^2)/2 (TensorFlow l2_loss); "
+        "decoupled: no loss term, AdamW-style decay w -= lr*l2*w of the same conv weights",
+    )
+    data_reduction: Literal["mean", "sum_examples"] = Field(
+        default="mean",
+        description="data loss of a batch: mean over examples and pixels, or summed over the batch's examples "
+        "(per-example pixel mean; the paper's Eq. 1 read literally); only its ratio to the L2 term matters to Adam",
+    )
+    channels_last: bool = Field(default=False, description="channels-last layout of weights and inputs in training")
     dice_weight: float = Field(default=0.0, ge=0.0, description="weight of a soft-Dice term added to BCE/CE")
+    select: Literal["val_loss", "val_auc", "last"] = Field(
+        default="val_loss",
+        description="best.pt: lowest validation loss, highest validation pixel AUC, or the last epoch "
+        "(also what early stopping and the plateau scheduler follow)",
+    )
     patience: int | None = Field(default=None, ge=1, description="early stopping: epochs without val improvement")
     scheduler: Literal["none", "plateau", "cosine", "step"] = "none"
     scheduler_factor: float = Field(default=0.5, gt=0.0, lt=1.0, description="plateau/step LR factor")

@@ -28,7 +28,7 @@ from mrseg.models.pretrained import load_pretrained
 from mrseg.models.sizes import describe_valid_sizes
 from mrseg.training import distributed as D
 from mrseg.training.config import Config
-from mrseg.training.losses import SegmentationLoss
+from mrseg.training.losses import SegmentationLoss, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,11 @@ def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
 class RunState:
     """The mutable state of a run (``model`` may be the DDP wrapper of ``raw_model``).
 
-    ``start_epoch`` and ``completed`` count completed epochs; ``best`` is the lowest validation
-    loss so far (``inf`` before the first), reached at ``best_epoch``; ``bad_epochs`` counts epochs
-    since then (early stopping).
+    ``start_epoch`` and ``completed`` count completed epochs; ``best`` is the lowest selection score
+    so far (:func:`selection_score` of ``train.select``; ``inf`` before the first), reached at
+    ``best_epoch`` whose validation loss is ``best_loss``; ``bad_epochs`` counts epochs since then
+    (early stopping). ``hard_pool`` holds the mined hard negatives (rows slide, x, y, weight; see
+    :mod:`mrseg.training.mining`), kept in ``last.pt`` for an exact resumption.
     """
 
     config: Config
@@ -113,13 +115,15 @@ class RunState:
     start_epoch: int = 0
     completed: int = 0
     best: float = math.inf
+    best_loss: float = math.inf
     best_epoch: int | None = None
+    hard_pool: np.ndarray | None = None
     bad_epochs: int = 0
     stop_reason: str = field(default="completed")
 
     @property
     def best_val_loss(self) -> float | None:
-        return None if math.isinf(self.best) else self.best
+        return None if math.isinf(self.best_loss) else self.best_loss
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue exactly from ``ckpt`` (a ``last.pt``): weights are loaded by :func:`start_run`."""
@@ -131,19 +135,23 @@ class RunState:
             self.scaler.load_state_dict(ts["scaler"])
         restore_rng_state(ts["rng"])
         self.start_epoch = self.completed = ckpt.epoch
-        self.best = ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf
+        self.best_loss = ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf
+        self.best = float(ts.get("best_score", self.best_loss))
+        if ts.get("hard_pool") is not None:
+            self.hard_pool = np.asarray(ts["hard_pool"], dtype=np.float64).reshape(-1, 4)
         self.best_epoch, self.bad_epochs = ts.get("best_epoch"), int(ts.get("bad_epochs", 0))
 
-    def end_epoch(self, epoch: int, val_loss: float) -> bool:
-        """Step the scheduler and track the best epoch; True when ``val_loss`` is a new best."""
+    def end_epoch(self, epoch: int, val_loss: float, val_auc: float = math.nan) -> bool:
+        """Step the scheduler and track the best epoch by ``train.select``; True when this epoch is a new best."""
+        score = selection_score(self.config.train.select, val_loss, val_auc, epoch)
         if self.scheduler is not None:
             if self.config.train.scheduler == "plateau":
-                self.scheduler.step(val_loss)
+                self.scheduler.step(score)
             else:
                 self.scheduler.step()
-        improved = val_loss < self.best
+        improved = score < self.best
         if improved:
-            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            self.best, self.best_loss, self.best_epoch, self.bad_epochs = score, val_loss, epoch, 0
         else:
             self.bad_epochs += 1
         return improved
@@ -162,6 +170,8 @@ class RunState:
                 "scaler": self.scaler.state_dict(),
                 "rng": capture_rng_state(),
                 "best_epoch": self.best_epoch,
+                "best_score": self.best,
+                "hard_pool": self.hard_pool.tolist() if self.hard_pool is not None and len(self.hard_pool) else None,
                 "bad_epochs": self.bad_epochs,
                 "world_size": self.ctx.world_size,
             }
@@ -176,6 +186,18 @@ class RunState:
             val_loss=val_loss,
             train_state=state,
         )
+
+
+def selection_score(rule: str, val_loss: float, val_auc: float, epoch: int) -> float:
+    """What ``train.select`` minimises: the validation loss, minus the validation pixel AUC, or ``-epoch``.
+
+    A NaN AUC (validation pixels of one class only) is never selected.
+    """
+    if rule == "val_auc":
+        return -val_auc if val_auc == val_auc else math.inf
+    if rule == "last":
+        return -float(epoch)
+    return val_loss
 
 
 def start_run(config: Config, ctx: D.DistContext, ckpt: Checkpoint | None) -> RunState:
@@ -194,7 +216,9 @@ def start_run(config: Config, ctx: D.DistContext, ckpt: Checkpoint | None) -> Ru
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
-    optimizer = torch.optim.Adam(raw_model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps)
+    if t.channels_last:
+        raw_model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = make_optimizer(raw_model, lr=t.lr, betas=t.betas, eps=t.eps, l2=t.l2, l2_mode=t.l2_mode)
     dtype = amp_dtype(config, ctx.device)
     run = RunState(
         config=config,
@@ -213,4 +237,4 @@ def start_run(config: Config, ctx: D.DistContext, ckpt: Checkpoint | None) -> Ru
     return run
 
 
-__all__ = ["RunState", "amp_dtype", "build_model", "make_scheduler", "seed_everything", "start_run"]
+__all__ = ["RunState", "amp_dtype", "build_model", "make_scheduler", "seed_everything", "selection_score", "start_run"]

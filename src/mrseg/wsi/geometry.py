@@ -344,8 +344,9 @@ def sample_nearest(raster: Any, raster_grid: ReadGrid, target: ReadGrid, *, fill
     Parameters
     ----------
     raster
-        ``(H, W[, ...])`` array-like with numpy slicing (numpy, zarr, memory map). Only the rows the
-        target needs are read, in strips of at most about :data:`SAMPLE_STRIP_PIXELS` raster pixels.
+        ``(H, W[, ...])`` array-like with numpy slicing (numpy, zarr, memory map). Only the rows and
+        columns the target needs are read, in strips of at most about :data:`SAMPLE_STRIP_PIXELS`
+        raster pixels.
     raster_grid
         Where the raster lies (``raster.shape[:2] == raster_grid.shape``).
     target
@@ -369,7 +370,9 @@ def sample_nearest(raster: Any, raster_grid: ReadGrid, target: ReadGrid, *, fill
     if not ok_c.any() or inside.size == 0:
         return out
     c_sel = cols[ok_c]
-    step = max(1, SAMPLE_STRIP_PIXELS // max(w, 1))  # raster rows per read
+    c0, c1 = int(c_sel.min()), int(c_sel.max()) + 1  # only the columns the target needs are read
+    step = max(1, SAMPLE_STRIP_PIXELS // (c1 - c0))  # raster rows per read
+    out_cols = np.flatnonzero(ok_c)
     start = 0
     while start < inside.size:
         r0 = int(rows[inside[start]])
@@ -377,7 +380,16 @@ def sample_nearest(raster: Any, raster_grid: ReadGrid, target: ReadGrid, *, fill
         stop = max(stop, start + 1)
         v = inside[start:stop]
         r1 = int(rows[v[-1]]) + 1
-        strip = np.asarray(raster[r0:r1])
-        out[np.ix_(v, np.flatnonzero(ok_c))] = strip[np.ix_(rows[v] - r0, c_sel)]
+        strip = np.asarray(raster[r0:r1, c0:c1])
+        # two 1-D takes, not one 2-D fancy index: ~10x faster on wide targets
+        values = strip.take(rows[v] - r0, axis=0).take(c_sel - c0, axis=1)
+        out[_block(v, out_cols)] = values
         start = stop
     return out
+
+
+def _block(rows: np.ndarray, cols: np.ndarray) -> Any:
+    """Index of the ``rows x cols`` block of an array: slices when both are contiguous ranges, else ``np.ix_``."""
+    if rows[-1] - rows[0] + 1 == rows.size and cols[-1] - cols[0] + 1 == cols.size:
+        return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    return np.ix_(rows, cols)

@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 _TRAIN = {"train", "training"}
 _VAL = {"val", "valid", "validation"}
 _TEST = {"test", "testing", "holdout"}
-_SLIDE_SUFFIXES = {".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"}
+#: File suffixes of whole-slide images (a folder of slides lists these files).
+SLIDE_SUFFIXES = frozenset({".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
+#: File suffixes of annotation and mask files (ASAP XML, GeoJSON, label-mask images).
+ANNOTATION_SUFFIXES = frozenset({".xml", ".geojson", ".json", ".tif", ".tiff", ".png"})
+#: Endings stripped from an annotation file's stem to find its slide (``s1_mask.tif`` -> ``s1``).
+ANNOTATION_STEM_SUFFIXES = ("_mask", "_annotation", "_annotations")
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def scan_camelyon16(folder: str | os.PathLike[str]) -> list[SlideRecord]:
         sub = root / kind
         if not sub.is_dir():
             continue
-        for slide in sorted(p for p in sub.iterdir() if p.suffix.lower() in _SLIDE_SUFFIXES):
+        for slide in sorted(p for p in sub.iterdir() if p.suffix.lower() in SLIDE_SUFFIXES):
             annotation = None
             for d in ann_dirs:
                 if (d / f"{slide.stem}.xml").is_file():
@@ -155,6 +160,42 @@ def scan_camelyon16(folder: str | os.PathLike[str]) -> list[SlideRecord]:
             "(mrseg synth), or a CAMELYON16 folder with training/normal/*.tif and training/tumor/*.tif"
         )
     return records
+
+
+def slide_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The slide files directly in ``folder`` (by suffix, :data:`SLIDE_SUFFIXES`), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SLIDE_SUFFIXES and p.is_file())
+
+
+def annotation_stem(path: Path) -> str:
+    """The slide stem an annotation or mask file belongs to (``s1_mask.tif`` -> ``s1``)."""
+    stem = path.stem
+    for suffix in ANNOTATION_STEM_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem
+
+
+def annotation_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{slide stem: file}`` of a folder of annotation / mask files named after the slides.
+
+    Raises
+    ------
+    DataError
+        Two files for one slide, or no file with an :data:`ANNOTATION_SUFFIXES` suffix.
+    """
+    folder = Path(folder)
+    out: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() not in ANNOTATION_SUFFIXES or not f.is_file():
+            continue
+        stem = annotation_stem(f)
+        if stem in out:
+            raise DataError(f"{folder}: two truth files for slide {stem!r}: {out[stem].name} and {f.name}")
+        out[stem] = f
+    if not out:
+        raise DataError(f"{folder}: no annotation or mask files ({', '.join(sorted(ANNOTATION_SUFFIXES))})")
+    return out
 
 
 def _clean(value: Any) -> str | None:

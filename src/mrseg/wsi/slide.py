@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mrseg.core.errors import SlideError
+from mrseg.core.errors import MissingMppError, SlideError
 from mrseg.wsi import geometry as geo
 from mrseg.wsi.backends import AUTO, BACKGROUND, BackendSpec, SlideBackend, backend_name, open_backend, resolve_mpp
 from mrseg.wsi.resample import resample
@@ -41,7 +41,32 @@ log = logging.getLogger(__name__)
 #: Most level pixels a thumbnail read holds at once (it is read in bands of rows beyond that).
 THUMBNAIL_BAND_PIXELS = 1 << 25
 
-__all__ = ["THUMBNAIL_BAND_PIXELS", "ReadPlan", "Slide"]
+#: Most pixels one read (its output, and the level region it resamples) may have: 2**28 px are
+#: 768 MiB of RGB and about 3 GiB as the float32 the resampler works in. Larger requests are
+#: refused before anything is allocated.
+MAX_READ_PIXELS = 1 << 28
+
+__all__ = ["MAX_READ_PIXELS", "THUMBNAIL_BAND_PIXELS", "ReadPlan", "Slide", "check_read_size"]
+
+
+def check_read_size(
+    path: Path, size_px: Sequence[int], what: str, *, mpp: float | None = None, option: str = "a coarser resolution"
+) -> None:
+    """Raise :class:`SlideError` when ``size_px`` ``(width, height)`` has more than :data:`MAX_READ_PIXELS`.
+
+    The message names the file, ``what`` is read, its size in pixels and GiB (RGB) and, given the
+    ``mpp`` (µm/px) of the read, the coarsest ``option`` value that fits.
+    """
+    width, height = int(size_px[0]), int(size_px[1])
+    if width * height <= MAX_READ_PIXELS:
+        return
+    hint = "ask for fewer pixels or a coarser resolution"
+    if mpp is not None:
+        hint = f"use {option} of {mpp * math.sqrt(width * height / MAX_READ_PIXELS) * 1.01:.3g} µm/px or more"
+    raise SlideError(
+        f"{path}: {what} of {width}x{height} px ({width * height * 3 / 2**30:.1f} GiB) is larger than one read "
+        f"may be ({MAX_READ_PIXELS} px); {hint}"
+    )
 
 
 @dataclass(frozen=True)
@@ -89,13 +114,16 @@ class Slide:
         when the level sizes show one (:func:`mrseg.wsi.geometry.snap_downsample`).
     mpp, level_mpps
         Microns per pixel of level 0 and of each level (``mpp * downsample``).
+    mpp_known
+        False for a slide opened with ``require_mpp=False`` that has no mpp: :attr:`mpp` is then 1
+        and every mpp (of levels, reads, thumbnails) is in level-0 pixels per pixel, not microns.
     associated_images
         Names of the associated images (label, macro, thumbnail...).
     pixels_read, reads
         Counters of level pixels fetched from the backend and of backend reads (for benchmarks).
     """
 
-    def __init__(self, reader: SlideBackend, path: Path, mpp: float) -> None:
+    def __init__(self, reader: SlideBackend, path: Path, mpp: float, *, mpp_known: bool = True) -> None:
         self._reader = reader
         self.path = path
         self.backend: str = backend_name(type(reader))
@@ -108,6 +136,7 @@ class Slide:
             for dims, ds in zip(self.level_dimensions, reader.level_downsamples, strict=True)
         )
         self.mpp = float(mpp)
+        self.mpp_known = mpp_known
         self.level_mpps: tuple[float, ...] = tuple(self.mpp * ds for ds in self.level_downsamples)
         self.associated_images: tuple[str, ...] = tuple(reader.associated_names)
         self.properties: dict[str, Any] = dict(reader.properties)
@@ -115,7 +144,14 @@ class Slide:
         self.reads = 0
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], backend: BackendSpec = AUTO, mpp: float | None = None) -> Slide:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        backend: BackendSpec = AUTO,
+        mpp: float | None = None,
+        *,
+        require_mpp: bool = True,
+    ) -> Slide:
         """Open a slide file.
 
         Parameters
@@ -128,6 +164,9 @@ class Slide:
             :class:`~mrseg.wsi.backends.SlideBackend` subclass.
         mpp
             Microns per level-0 pixel; overrides the metadata (needed when it has none).
+        require_mpp
+            False: a slide without mpp opens anyway, in pixel units (``mpp_known`` False, ``mpp`` 1),
+            for tools that report pixel facts (``mrseg info``, ``mrseg tissue``).
 
         Raises
         ------
@@ -135,7 +174,7 @@ class Slide:
             Missing file, directory, unknown backend, unreadable/corrupt/unsupported file,
             anisotropic pixels.
         MissingMppError
-            No mpp in the metadata and none given.
+            No mpp in the metadata and none given (with ``require_mpp``).
         """
         p = Path(path)
         if not p.exists():
@@ -143,19 +182,25 @@ class Slide:
         if p.is_dir():
             raise SlideError(f"{p}: is a directory, not a slide file")
         reader = open_backend(p, backend)
+        known = True
         try:
             level0_mpp = resolve_mpp(p, _reported_mpp(reader, p) if mpp is None else None, mpp)
+        except MissingMppError:
+            if require_mpp:
+                reader.close()
+                raise
+            level0_mpp, known = 1.0, False
         except BaseException:
             reader.close()
             raise
-        slide = cls(reader, p, level0_mpp)
+        slide = cls(reader, p, level0_mpp, mpp_known=known)
         log.debug("opened %r", slide)
         return slide
 
     def __repr__(self) -> str:
         return (
             f"Slide({str(self.path)!r}, backend={self.backend!r}, dimensions={self.dimensions}, "
-            f"levels={self.level_count}, mpp={self.mpp:g})"
+            f"levels={self.level_count}, mpp={f'{self.mpp:g}' if self.mpp_known else 'unknown'})"
         )
 
     # -- geometry --------------------------------------------------------------------------
@@ -236,6 +281,9 @@ class Slide:
     def read_box(self, box_l0: Sequence[float], size_px: int | Sequence[int]) -> np.ndarray:
         """Read ``box_l0`` (level-0 px, floats) into exactly ``size_px`` pixels: ``uint8 (H, W, 3)``."""
         plan = self.plan(box_l0, size_px)
+        check_read_size(self.path, plan.size_px, "a read")
+        region = plan.region
+        check_read_size(self.path, (region[2] - region[0], region[3] - region[1]), "the level region of a read")
         out = self.render(plan, self.read_level_region(plan.level, plan.region))
         if not (out.flags.writeable and out.flags.c_contiguous):
             out = out.copy()
@@ -260,6 +308,7 @@ class Slide:
             raise ValueError(f"mpp must be a positive number, got {mpp!r}")
         w0, h0 = self.dimensions
         width, height = max(1, round(w0 * self.mpp / mpp)), max(1, round(h0 * self.mpp / mpp))
+        check_read_size(self.path, (width, height), f"a thumbnail at {mpp:g} µm/px", mpp=mpp)
         plan = self.plan((0, 0, w0, h0), (width, height))
         ds = self.level_downsamples[plan.level]
         sy = h0 / height

@@ -3,10 +3,11 @@
 Files are written with :mod:`tifffile` as a chain of tiled pages, level 0 first, each halved in
 size, with resolution tags in pixels per centimetre so that OpenSlide's generic-tiff driver and
 tiffslide both report the levels and ``mpp``. Memory stays bounded: level 0 may be any array-like
-that supports slicing (numpy array, ``numpy.memmap``, zarr array) and reduced levels are computed
-strip by strip into temporary memory maps. :func:`write_pyramidal_tiff` is a plan
-(:func:`plan_pyramid`), the levels (:func:`pyramid_levels`) and one write per level
-(:func:`write_level`).
+that supports slicing (numpy array, ``numpy.memmap``, zarr array, a sparse probability map) and
+reduced levels are built tile by tile from the level before into a scratch file
+(:mod:`mrseg.wsi.pyramid_tiles`); tiles whose pixels are all equal are encoded once and shared
+(:class:`TileDeduper`, :func:`share_tiles`). :func:`write_pyramidal_tiff` is a plan
+(:func:`plan_pyramid`) and one write per level (:func:`write_level`).
 
 Reading: :func:`resolution_mpp` turns the resolution tags of any TIFF back into microns per
 pixel (the slide backends' fallback when their own metadata has none), and
@@ -21,19 +22,22 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import tifffile
 
 from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import SlideError
+from mrseg.wsi.pyramid_tiles import Downsample, Flat, Halver, Tile, TileSpill, level0_tiles
 
 log = logging.getLogger(__name__)
 
-Downsample = Literal["mean", "nearest", "max"]
-
-_STRIP_BYTES = 16 * 1024 * 1024
+#: Threads encoding tiles (tifffile's ``maxworkers``) and the most bytes of tiles they hold at once.
+ENCODE_THREADS = min(4, os.cpu_count() or 1)
+ENCODE_BUFFER_BYTES = 32 * 1024 * 1024
+#: numpy type of the TIFF field types of tile offsets and byte counts (SHORT, LONG, LONG8).
+_TAG_TYPES = {3: "u2", 4: "u4", 16: "u8"}
 #: First four bytes of little/big-endian classic TIFF and BigTIFF files.
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: Plausible microns per pixel of a scan; resolution tags outside (a 72-dpi default) are ignored.
@@ -53,44 +57,6 @@ def pyramid_shapes(height: int, width: int, *, min_size: int = 256) -> list[tupl
         h, w = shapes[-1]
         shapes.append(((h + 1) // 2, (w + 1) // 2))
     return shapes
-
-
-def _reduce2(block: np.ndarray, mode: Downsample) -> np.ndarray:
-    """Halve a (h, w[, c]) block; odd edges are padded by edge replication."""
-    h, w = block.shape[:2]
-    pad_h, pad_w = h % 2, w % 2
-    if pad_h or pad_w:
-        pad = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (block.ndim - 2)
-        block = np.pad(block, pad, mode="edge")
-    if mode == "nearest":
-        return block[::2, ::2]
-    quads = np.stack([block[0::2, 0::2], block[1::2, 0::2], block[0::2, 1::2], block[1::2, 1::2]])
-    if mode == "max":
-        return quads.max(axis=0)
-    if block.dtype == np.uint8:
-        # Exact round-half-to-even of the 2x2 mean in uint16 (a quarter of float32's memory).
-        total = quads.astype(np.uint16).sum(axis=0, dtype=np.uint16)
-        quotient, remainder = total >> 2, total & 3
-        round_up = (remainder > 2) | ((remainder == 2) & (quotient & 1 == 1))
-        return (quotient + round_up).astype(np.uint8)
-    mean = quads.astype(np.float32).mean(axis=0)
-    if np.issubdtype(block.dtype, np.integer):
-        return np.rint(mean).astype(block.dtype)
-    return mean.astype(block.dtype)
-
-
-def _tiles(level: Any, tile: int) -> Iterator[np.ndarray]:
-    """Yield ``tile x tile`` tiles of ``level`` in row-major order, zero-padded at the edges."""
-    h, w = level.shape[:2]
-    for y in range(0, h, tile):
-        strip = np.asarray(level[y : y + tile])
-        for x in range(0, w, tile):
-            t = strip[:, x : x + tile]
-            if t.shape[0] != tile or t.shape[1] != tile:
-                padded = np.zeros((tile, tile, *t.shape[2:]), dtype=t.dtype)
-                padded[: t.shape[0], : t.shape[1]] = t
-                t = padded
-            yield t
 
 
 @dataclass(frozen=True)
@@ -171,21 +137,17 @@ def plan_pyramid(
     )
 
 
-def pyramid_levels(level0: Any, plan: PyramidPlan, downsample: Downsample, scratch: Path) -> Iterator[Any]:
-    """Yield level 0, then each reduced level, computed from the previous one just before it is needed."""
-    current: Any = level0
-    for index in range(len(plan.shapes)):
-        if index > 0:
-            current = _halve(current, downsample, scratch / f"level{index}.npy")
-        yield current
+def write_level(
+    tw: tifffile.TiffWriter, plan: PyramidPlan, index: int, tiles: Iterator[Any], description: str | None
+) -> None:
+    """Append level ``index`` (tiled, with its resolution tags) to an open TIFF.
 
-
-def write_level(tw: tifffile.TiffWriter, plan: PyramidPlan, index: int, level: Any, description: str | None) -> None:
-    """Append level ``index`` (tiled, with its resolution tags) to an open TIFF."""
+    ``tiles`` yields the level's ``tile x tile`` tiles in row-major order (zero-padded at the
+    edges), or None for a tile whose bytes are given later by :func:`share_tiles`.
+    """
     resolution = plan.px_per_cm / 2**index
-    tiles = _tiles(level, plan.tile)
     tw.write(
-        (t.reshape(plan.tile, plan.tile) for t in tiles) if plan.grey else tiles,
+        tiles,
         shape=plan.level_shape(index),
         dtype=plan.dtype,
         tile=(plan.tile, plan.tile),
@@ -195,7 +157,74 @@ def write_level(tw: tifffile.TiffWriter, plan: PyramidPlan, index: int, level: A
         subfiletype=0 if index == 0 else 1,
         description=description if index == 0 else None,
         metadata=None,
+        maxworkers=ENCODE_THREADS,
+        buffersize=ENCODE_BUFFER_BYTES,
     )
+
+
+class TileDeduper:
+    """Gives flat tiles to the TIFF once: the first of each content is encoded, the others point to its bytes.
+
+    :meth:`tiff_tile` turns a tile into what :func:`write_level` takes (a padded array, or None for a
+    repeat); :attr:`repeats` lists ``(page, tile index, source page, source tile index)`` for
+    :func:`share_tiles`.
+    """
+
+    def __init__(self, plan: PyramidPlan) -> None:
+        self.plan = plan
+        self.first: dict[tuple[bytes, tuple[int, ...]], tuple[int, int]] = {}
+        self.repeats: list[tuple[int, int, int, int]] = []
+        self.written = 0
+
+    def tiff_tile(self, page: int, index: int, tile: Tile) -> np.ndarray | None:
+        if isinstance(tile, Flat):
+            source = self.first.setdefault(tile.key, (page, index))
+            if source != (page, index) and index > 0:  # (tifffile needs the first tile of a page as pixels)
+                self.repeats.append((page, index, *source))
+                return None
+            tile = tile.array()
+        self.written += 1
+        t = np.asarray(tile)
+        if t.shape[0] != self.plan.tile or t.shape[1] != self.plan.tile:
+            padded = np.zeros((self.plan.tile, self.plan.tile, *t.shape[2:]), dtype=t.dtype)
+            padded[: t.shape[0], : t.shape[1]] = t
+            t = padded
+        return t.reshape(self.plan.tile, self.plan.tile) if self.plan.grey else t
+
+
+def level_tiles(
+    tiles: Iterator[Tile], page: int, dedup: TileDeduper, halver: Halver | None
+) -> Iterator[np.ndarray | None]:
+    """The TIFF tiles of one level (:meth:`TileDeduper.tiff_tile`), each also fed to the next level's ``halver``."""
+    for index, tile in enumerate(tiles):
+        if halver is not None:
+            halver.add(tile)
+        yield dedup.tiff_tile(page, index, tile)
+
+
+def share_tiles(path: Path, repeats: list[tuple[int, int, int, int]]) -> None:
+    """Point each repeated tile's offset and byte count at its source tile's (in place, after writing)."""
+    if not repeats:
+        return
+    with tifffile.TiffFile(path) as tif:
+        pages: list[tifffile.TiffPage] = []
+        for i in range(len(tif.pages)):
+            item = tif.pages[i]
+            if not isinstance(item, tifffile.TiffPage):
+                raise SlideError(f"{path}: unexpected TIFF frame {i} while sharing tiles")
+            pages.append(item)
+        offsets = [np.array(p.dataoffsets, dtype=np.uint64) for p in pages]
+        counts = [np.array(p.databytecounts, dtype=np.uint64) for p in pages]
+        tags = [(p.tags["TileOffsets"], p.tags["TileByteCounts"]) for p in pages]
+        order = tif.byteorder
+    for page, index, source_page, source_index in repeats:
+        offsets[page][index] = offsets[source_page][source_index]
+        counts[page][index] = counts[source_page][source_index]
+    with open(path, "r+b") as fh:
+        for page, (offset_tag, count_tag) in enumerate(tags):
+            for tag, values in ((offset_tag, offsets[page]), (count_tag, counts[page])):
+                fh.seek(tag.valueoffset)
+                fh.write(values.astype(f"{order}{_TAG_TYPES[int(tag.dtype)]}").tobytes())
 
 
 def write_pyramidal_tiff(
@@ -218,7 +247,9 @@ def write_pyramidal_tiff(
         Destination ``.tif``; written under a temporary name and renamed when complete.
     level0
         Level-0 image, ``(H, W)`` or ``(H, W, C)`` (C = 1, 3 or 4), any array-like with slicing.
-        RGB(A) images must be ``uint8`` for JPEG compression.
+        RGB(A) images must be ``uint8`` for JPEG compression. An image with
+        ``region_is_fill(y0, y1, x0, x1)`` and ``fill_value`` (a sparse map) is read only where
+        it holds something (:func:`mrseg.wsi.pyramid_tiles.level0_tiles`).
     mpp
         Microns per pixel of ``level0`` (isotropic). Stored as resolution tags in px/cm.
     tile
@@ -240,6 +271,14 @@ def write_pyramidal_tiff(
     -------
     Path
         The final path.
+
+    Notes
+    -----
+    Tiles whose pixels are all equal (background, empty map regions) are encoded once per content
+    and shared: every repeat's tile offset points to the same bytes, which every TIFF reader
+    (OpenSlide, tiffslide, tifffile, libtiff) reads as the full tile. Reduced levels are built
+    tile by tile from the level before (:class:`mrseg.wsi.pyramid_tiles.Halver`), flat tiles
+    without pixel work, so writing costs time in proportion to the tiles that hold anything.
     """
     shape = tuple(int(s) for s in level0.shape)
     plan = plan_pyramid(
@@ -247,28 +286,32 @@ def write_pyramidal_tiff(
     )
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="mrseg-pyramid-") as scratch, atomic_path(path) as tmp:
+        dedup = TileDeduper(plan)
         with tifffile.TiffWriter(tmp, bigtiff=plan.bigtiff) as tw:
-            for index, level in enumerate(pyramid_levels(level0, plan, downsample, Path(scratch))):
-                write_level(tw, plan, index, level, description)
-        log.debug("wrote %s: %d levels, level 0 %s at %.4g mpp", path, len(plan.shapes), shape, mpp)
+            tiles: Iterator[Tile] = level0_tiles(level0, plan.tile)
+            for index in range(len(plan.shapes)):
+                spill = None
+                if index + 1 < len(plan.shapes):
+                    spill = TileSpill(Path(scratch), plan.level_shape(index + 1), plan.tile, plan.dtype)
+                halver = None if spill is None else Halver(plan.level_shape(index), plan.tile, downsample, spill)
+                write_level(tw, plan, index, level_tiles(tiles, index, dedup, halver), description)
+                if spill is not None:
+                    tiles = spill.tiles()
+        share_tiles(tmp, dedup.repeats)
+        log.debug(
+            "wrote %s: %d levels, level 0 %s at %.4g mpp, %d tiles encoded, %d shared",
+            path,
+            len(plan.shapes),
+            shape,
+            mpp,
+            dedup.written,
+            len(dedup.repeats),
+        )
     return path
 
 
 def _needs_bigtiff(shape: tuple[int, ...], dtype: np.dtype) -> bool:
     return int(np.prod(shape)) * dtype.itemsize > 2**31
-
-
-def _halve(level: Any, mode: Downsample, scratch: Path) -> np.ndarray:
-    """Compute the next pyramid level strip by strip into a memory map (bounded memory)."""
-    h, w = level.shape[:2]
-    out_shape = ((h + 1) // 2, (w + 1) // 2, *level.shape[2:])
-    out = np.lib.format.open_memmap(scratch, mode="w+", dtype=level.dtype, shape=out_shape)
-    row_bytes = max(1, w * int(np.prod(level.shape[2:], dtype=np.int64)) * level.dtype.itemsize)
-    step = max(2, (_STRIP_BYTES // row_bytes) // 2 * 2)
-    for y in range(0, h, step):
-        out[y // 2 : (y + step + 1) // 2] = _reduce2(np.asarray(level[y : y + step]), mode)
-    out.flush()
-    return out
 
 
 # --------------------------------------------------------------------------------------------

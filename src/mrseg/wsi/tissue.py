@@ -36,9 +36,10 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.morphology import remove_small_objects
 
 from mrseg.core.atomic import atomic_path
-from mrseg.core.errors import DataError
+from mrseg.core.errors import ConfigError, DataError
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.wsi.geometry import Box, ReadGrid, Size, sample_nearest, to_grid
+from mrseg.wsi.slide import check_read_size
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class TissueMask:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the mask atomically: ``.png`` (8-bit, 255 = tissue, mpp and box in text chunks) or ``.npz``."""
         path = Path(path)
+        check_mask_suffix(path)
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".png":
                 info = PngInfo()
@@ -197,6 +199,18 @@ class TissueMask:
         except (OSError, KeyError, ValueError) as error:
             raise DataError(f"{path}: not a tissue mask written by mrseg ({error})") from None
         return cls(mask=mask, mpp=mpp, box_l0=(box[0], box[1], box[2], box[3]), source=str(path))
+
+
+#: The file types :meth:`TissueMask.save` writes.
+MASK_SUFFIXES = (".png", ".npz")
+
+
+def check_mask_suffix(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ConfigError` unless ``path`` ends in one of :data:`MASK_SUFFIXES`."""
+    if Path(path).suffix.lower() not in MASK_SUFFIXES:
+        raise ConfigError(
+            f"{path}: a tissue mask is written as {' or '.join(MASK_SUFFIXES)}, not {Path(path).suffix!r}"
+        )
 
 
 def detect_tissue(rgb: np.ndarray, mpp: float, settings: TissueSettings | None = None) -> np.ndarray:
@@ -260,8 +274,10 @@ def tissue_mask(slide: ThumbnailSource, settings: TissueSettings | None = None) 
     """
     settings = settings or TissueSettings()
     mpp = settings.mpp
-    rgb = slide.thumbnail(mpp)
     w0, h0 = slide.dimensions
+    size = ReadGrid.covering((w0, h0), slide.mpp, mpp).size_px
+    check_read_size(slide.path, size, f"a tissue mask at {mpp:g} µm/px", mpp=mpp, option="a tissue mpp (--tissue-mpp)")
+    rgb = slide.thumbnail(mpp)
     effective_mpp = slide.mpp * w0 / rgb.shape[1]
     mask = detect_tissue(rgb, effective_mpp, settings)
     result = TissueMask(mask=mask, mpp=float(mpp), box_l0=(0.0, 0.0, float(w0), float(h0)), source=str(slide.path))
@@ -274,4 +290,12 @@ def tissue_mask(slide: ThumbnailSource, settings: TissueSettings | None = None) 
     return result
 
 
-__all__ = ["ThumbnailSource", "TissueMask", "TissueSettings", "detect_tissue", "tissue_mask"]
+__all__ = [
+    "MASK_SUFFIXES",
+    "ThumbnailSource",
+    "TissueMask",
+    "TissueSettings",
+    "check_mask_suffix",
+    "detect_tissue",
+    "tissue_mask",
+]

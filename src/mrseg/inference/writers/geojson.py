@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shapely.geometry import Polygon, mapping
-from shapely.ops import unary_union
-from skimage.measure import find_contours, label, regionprops
+from rasterio import features
+from rasterio.transform import Affine
+from scipy import ndimage
+from shapely.geometry import Polygon, mapping, shape
 
 from mrseg.core.atomic import atomic_write_text
 from mrseg.core.label_spec import RGB, LabelSpec
@@ -37,43 +38,27 @@ def _fit(shape_hw: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(h * f)), max(1, round(w * f))
 
 
-def _region_polygon(region: Any, pixel_l0: float) -> Any | None:
-    """The polygon (with holes) of one labelled region, in level-0 pixels (None when degenerate)."""
-    r0, c0, _, _ = region.bbox
-    crop = np.pad(region.image, 1).astype(np.float32)
-    rings = []
-    for contour in find_contours(crop, 0.5):
-        if len(contour) < 4:
-            continue
-        # contour (row, col) in padded-crop pixel-centre units -> level-0 (x, y)
-        xy = np.stack([contour[:, 1] - 1 + c0 + 0.5, contour[:, 0] - 1 + r0 + 0.5], axis=1) * pixel_l0
-        ring = Polygon(xy)
-        if ring.area > 0:
-            rings.append(ring)
-    if not rings:
-        return None
-    rings.sort(key=lambda p: p.area, reverse=True)
-    outer = rings[0]
-    for hole in rings[1:]:
-        outer = outer.difference(hole)
-    return unary_union([outer]).buffer(0)
-
-
-def mask_polygons(mask: np.ndarray, pixel_l0: float, min_area_px: float = 4.0) -> list[Any]:
-    """Trace the regions of a bool ``(h, w)`` mask as shapely Polygons in level-0 pixels.
+def mask_polygons(mask: np.ndarray, pixel_l0: float, min_area_px: float = 4.0) -> list[Polygon]:
+    """Trace the regions of a bool ``(h, w)`` mask as pixel-exact shapely Polygons in level-0 pixels.
 
     Mask pixel ``(r, c)`` covers level-0 ``[c*s, (c+1)*s) x [r*s, (r+1)*s)`` with ``s = pixel_l0``.
-    Each connected region (8-connectivity) becomes a polygon with its holes; regions smaller than
-    ``min_area_px`` mask pixels are dropped.
+    The polygons follow the pixel edges (GDAL's polygonize, through
+    :func:`rasterio.features.shapes`): with their holes, islands inside holes as polygons of their
+    own, and pixels that touch only at a corner as separate polygons (so every polygon is valid);
+    rasterising them by pixel centres gives the mask back exactly. Connected regions
+    (8-connectivity) smaller than ``min_area_px`` mask pixels are dropped first.
     """
-    polygons: list[Any] = []
-    for region in regionprops(label(mask, connectivity=2)):
-        if region.area < min_area_px:
-            continue
-        geom = _region_polygon(region, pixel_l0)
-        if geom is not None:
-            polygons.extend(getattr(geom, "geoms", [geom]))
-    return [p for p in polygons if not p.is_empty and p.area > 0]
+    keep = np.asarray(mask, dtype=bool)
+    if min_area_px > 1:
+        regions, _ = ndimage.label(keep, structure=np.ones((3, 3), dtype=bool))
+        small = np.bincount(regions.ravel()) < min_area_px
+        small[0] = False
+        keep = keep & ~small[regions]
+    if not keep.any():
+        return []
+    pixels = keep.astype(np.uint8)
+    shapes = features.shapes(pixels, mask=keep, connectivity=4, transform=Affine.scale(pixel_l0))
+    return [shape(geometry) for geometry, _ in shapes]
 
 
 def polygon_features(polygons: list[Any], name: str, color: RGB, *, simplify: float = 0.0) -> list[dict[str, Any]]:
@@ -93,18 +78,31 @@ def polygon_features(polygons: list[Any], name: str, color: RGB, *, simplify: fl
     return json.loads(json.dumps(features))  # plain lists, no tuples
 
 
-def class_features(
-    pmap: ProbabilityMap, labels: LabelSpec, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
-) -> list[dict[str, Any]]:
-    """Features of every foreground class of ``pmap``: regions of probability ``>= threshold``, in label order."""
+def class_polygons(
+    pmap: ProbabilityMap, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
+) -> tuple[list[tuple[int, list[Any]]], float]:
+    """``[(class k, polygons of probability >= threshold)]`` in label order, and the tracing grid's pixel (level-0 px).
+
+    The map is sampled (nearest) to at most ``max_side`` pixels and traced by :func:`mask_polygons`.
+    """
     map_grid = ReadGrid.of_map(pmap.shape, pmap.mpp / slide_mpp)
     h, w = _fit(map_grid.shape, max_side)
     mask_grid = ReadGrid(map_grid.box_l0, (w, h))
     pixel_l0 = mask_grid.scale[0]  # level-0 pixels per mask pixel
-    features: list[dict[str, Any]] = []
+    out = []
     for k, channel in enumerate(pmap.channels, start=1):
         prob = pmap.to_probability(sample_nearest(channel, map_grid, mask_grid))
-        polygons = mask_polygons(prob >= threshold, pixel_l0)
+        out.append((k, mask_polygons(prob >= threshold, pixel_l0)))
+    return out, pixel_l0
+
+
+def class_features(
+    pmap: ProbabilityMap, labels: LabelSpec, slide_mpp: float, threshold: float, *, max_side: int = GEOJSON_MAX_SIDE
+) -> list[dict[str, Any]]:
+    """Features of every foreground class of ``pmap``: regions of probability ``>= threshold``, in label order."""
+    classes, pixel_l0 = class_polygons(pmap, slide_mpp, threshold, max_side=max_side)
+    features: list[dict[str, Any]] = []
+    for k, polygons in classes:
         features += polygon_features(polygons, labels.classes[k], labels.color(k), simplify=pixel_l0 * 0.5)
     return features
 
@@ -137,6 +135,7 @@ __all__ = [
     "GEOJSON_MAX_SIDE",
     "GeoJsonWriter",
     "class_features",
+    "class_polygons",
     "mask_polygons",
     "polygon_features",
     "write_geojson",

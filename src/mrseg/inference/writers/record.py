@@ -13,6 +13,7 @@ from typing import Any
 
 from mrseg import __version__
 from mrseg.core.label_spec import LabelSpec
+from mrseg.core.prediction_record import file_digest
 from mrseg.inference.writers.base import WriteJob, Writer
 
 #: What the foreground map ``<stem>.tif`` holds (the record's ``map.content``).
@@ -47,6 +48,7 @@ def record_of(job: WriteJob) -> dict[str, Any]:
         "writers": {name: facts for name, facts in job.facts.items() if facts},
         "timings": pred.timings,
         "outputs": job.names,
+        "files": {name: file_digest(job.path(key)) for key, name in job.names.items() if key != "record"},
     }
 
 

@@ -31,6 +31,9 @@ STATS_MAX_PIXELS = 1 << 25
 """Labels, bounds, areas and sampling candidates come from the finest level with at most this many pixels."""
 
 PNG_MAX_PIXELS = 1 << 28
+
+MASK_ASPECT_TOLERANCE = 0.02
+"""Largest relative difference of a mask's x and y scale onto its slide (a mask of another shape is refused)."""
 _MAX_SAMPLE_ROUNDS = 100
 
 
@@ -88,6 +91,13 @@ class MaskAnnotations(Annotations):
             (_downsample(sw, lvl.shape[1]), _downsample(sh, lvl.shape[0])) for lvl in self._levels
         ]
         """Level-0 slide pixels per mask pixel ``(x, y)`` for each mask level."""
+        dx, dy = self.downsamples[0]
+        if abs(dx - dy) > MASK_ASPECT_TOLERANCE * max(dx, dy):
+            self.close()
+            raise AnnotationError(
+                f"{path}: mask of {w0}x{h0} px does not match the slide's {sw}x{sh} px (it would be stretched "
+                f"by {dx:.4g} x {dy:.4g}); is it the mask of another slide?"
+            )
         self._lut = np.arange(256, dtype=np.uint8)
         for value, label in (value_map or {}).items():
             if not (0 <= int(value) <= 255 and 0 <= int(label) <= 255):

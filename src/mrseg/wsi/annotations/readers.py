@@ -144,15 +144,26 @@ def read_geojson(path: Path, label_map: Mapping[str, int], default_label: int | 
     Raises
     ------
     AnnotationError
-        Not JSON, or not a GeoJSON object/list of the kinds above.
+        Not UTF-8 JSON, nested too deeply, not a GeoJSON object/list of the kinds above, or
+        area features none of which has valid coordinates.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return _geojson_regions(data, path, label_map, default_label)
+    except UnicodeDecodeError as error:
+        raise AnnotationError(f"{path}: not UTF-8 text, as GeoJSON must be ({error})") from None
+    except json.JSONDecodeError as error:
         raise AnnotationError(f"{path}: malformed JSON: {error}") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: GeoJSON nested too deeply to be an annotation file") from None
+
+
+def _geojson_regions(data: Any, path: Path, label_map: Mapping[str, int], default_label: int | None) -> list[Region]:
+    """The regions of a parsed GeoJSON document (see :func:`read_geojson`)."""
     labeller = _Labeller(label_map, default_label, path)
     regions: list[Region] = []
     ignored: dict[str, int] = {}
+    invalid: list[str] = []
     for index, (geometry, props) in enumerate(_features(data, path)):
         name = str(props.get("name") or f"#{index}")
         where = f"{path.name}: feature {name!r} (#{index})"
@@ -168,14 +179,21 @@ def read_geojson(path: Path, label_map: Mapping[str, int], default_label: int | 
         polygons = [coords] if gtype == "Polygon" else coords
         if not isinstance(polygons, list) or not all(isinstance(p, list) and p for p in polygons):
             log.warning("%s: skipped, %s without valid coordinates", where, gtype)
+            invalid.append(where)
             continue
         for part, rings in enumerate(polygons):
             part_where = where if len(polygons) == 1 else f"{where} part {part}"
             geom = make_polygon(rings[0], rings[1:], where=part_where)
             if geom is not None:
                 regions.append(Region(geom, label, name, cls or ""))
+            else:
+                invalid.append(part_where)
     for gtype, count in ignored.items():
         log.info("%s: ignored %d feature(s) of geometry type %s (not an area)", path.name, count, gtype)
+    if invalid and not regions:
+        raise AnnotationError(
+            f"{path}: no polygon with valid coordinates ({len(invalid)} skipped, the first: {invalid[0]})"
+        )
     return regions
 
 

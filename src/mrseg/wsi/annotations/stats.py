@@ -1,7 +1,8 @@
-"""Summaries and overlay pictures of annotations (used by ``mrseg annotations``)."""
+"""Summaries and overlay pictures of annotations (``mrseg annotations``); the check that they lie on their slide."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,8 @@ from mrseg.core.atomic import atomic_path
 from mrseg.wsi.annotations.base import EXCLUDE, Annotations
 from mrseg.wsi.annotations.vector import VectorAnnotations
 from mrseg.wsi.geometry import Size
+
+log = logging.getLogger(__name__)
 
 OVERLAY_MAX_SIDE = 2048
 """Longest side of the overlay thumbnail in pixels."""
@@ -33,6 +36,32 @@ class _Thumbnailer(Protocol):
     mpp: float
 
     def thumbnail(self, mpp: float) -> np.ndarray: ...
+
+
+def outside_fraction(annotations: Annotations, dimensions: Size) -> float:
+    """Fraction of the annotated area (every region, exclusions included) outside the slide ``(0, 0, W0, H0)``.
+
+    0 for mask images (they are scaled onto the slide) and for annotations without area.
+    """
+    if not isinstance(annotations, VectorAnnotations) or not annotations.regions:
+        return 0.0
+    union = shapely.union_all([r.geometry for r in annotations.regions])
+    if union.is_empty or union.area <= 0:
+        return 0.0
+    inside = shapely.intersection(union, shapely.box(0, 0, float(dimensions[0]), float(dimensions[1]))).area
+    return max(0.0, 1.0 - inside / union.area)
+
+
+def warn_outside(annotations: Annotations, dimensions: Size, slide: str | os.PathLike[str]) -> float:
+    """Log a warning naming both files when part of the annotations lies outside the slide; return the fraction."""
+    fraction = outside_fraction(annotations, dimensions)
+    if fraction > 1e-3:
+        log.warning(
+            "%s: %.1f%% of the annotated area lies outside the slide %s (%dx%d level-0 px): another slide's "
+            "annotations, or coordinates in another frame?",
+            annotations.describe(), 100 * fraction, slide, dimensions[0], dimensions[1],
+        )  # fmt: skip
+    return fraction
 
 
 def summarize(annotations: Annotations, mpp: float | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Slide backends: one abstract class, the built-in OpenSlide and tiffslide backends, one registry.
+"""Slide backends: one abstract class, the built-in OpenSlide, tiffslide and plain-image backends, one registry.
 
 Each backend opens one file format, reports its pyramid and metadata, **parses its own mpp** and
 reads integer regions of a level; :class:`mrseg.wsi.slide.Slide` does the geometry on top. A user's
@@ -22,6 +22,7 @@ from mrseg.wsi.backends.base import (
     resolve_mpp,
     to_rgb,
 )
+from mrseg.wsi.backends.image_backend import ImageBackend
 from mrseg.wsi.backends.openslide_backend import OpenSlideBackend
 from mrseg.wsi.backends.openslide_shaped import OpenSlideShapedBackend
 from mrseg.wsi.backends.registry import (
@@ -44,6 +45,7 @@ __all__ = [
     "AUTO_ORDER",
     "BACKGROUND",
     "BackendSpec",
+    "ImageBackend",
     "OpenSlideBackend",
     "OpenSlideShapedBackend",
     "SlideBackend",

@@ -157,13 +157,14 @@ def resolve_mpp(path: Path, reported: tuple[float, float] | None, override: floa
     MissingMppError
         Nothing reported and no override.
     SlideError
-        The override is not a positive number, or mpp-x and mpp-y differ by more than 2 %.
+        The override is not a positive number, mpp-x and mpp-y differ by more than 2 %, or the
+        mpp is outside :data:`PLAUSIBLE_MPP` (naming the value and ``--slide-mpp``).
     """
     if override is not None:
         value = positive_number(override)
         if value is None:
-            raise SlideError(f"{path}: mpp override must be a positive number, got {override!r}")
-        return value
+            raise SlideError(f"{path}: --slide-mpp (mpp override) must be a positive number, got {override!r}")
+        return check_plausible_mpp(path, value, "--slide-mpp")
     x, y = (None, None) if reported is None else (positive_number(reported[0]), positive_number(reported[1]))
     if x is None or y is None:
         raise MissingMppError(
@@ -176,4 +177,19 @@ def resolve_mpp(path: Path, reported: tuple[float, float] | None, override: floa
             f"{path}: anisotropic pixels (mpp-x {x:g} != mpp-y {y:g}) are not supported; "
             "resample the slide or give one mpp with --slide-mpp"
         )
-    return mean
+    return check_plausible_mpp(path, mean, "the slide metadata")
+
+
+#: Level-0 microns per pixel a slide can plausibly have (from 200x objectives to a 1 mm^2 pixel / 10).
+PLAUSIBLE_MPP = (0.05, 100.0)
+
+
+def check_plausible_mpp(path: Path, mpp: float, source: str) -> float:
+    """``mpp`` when it is within :data:`PLAUSIBLE_MPP`, else a :class:`SlideError` naming ``source``."""
+    low, high = PLAUSIBLE_MPP
+    if not low <= mpp <= high:
+        hint = "give the right value with --slide-mpp" if source != "--slide-mpp" else "check the value"
+        raise SlideError(
+            f"{path}: {source} gives {mpp:g} µm/px, outside the plausible {low:g}-{high:g} µm/px of a slide; {hint}"
+        )
+    return mpp

@@ -1,11 +1,11 @@
 """The one registry of slide backends, and opening a file with the first backend that reads it.
 
-A backend is named by a string (``"auto"``, ``"openslide"``, ``"tiffslide"`` or a name given to
-:func:`register_backend`) or given as a :class:`~mrseg.wsi.backends.base.SlideBackend` subclass
-directly. ``"auto"`` tries OpenSlide, then tiffslide (:data:`AUTO_ORDER`).
+A backend is named by a string (``"auto"``, ``"openslide"``, ``"tiffslide"``, ``"image"`` or a name
+given to :func:`register_backend`) or given as a :class:`~mrseg.wsi.backends.base.SlideBackend`
+subclass directly. ``"auto"`` tries OpenSlide, then tiffslide, then plain images (:data:`AUTO_ORDER`).
 
 >>> backend_names()
-('auto', 'openslide', 'tiffslide')
+('auto', 'openslide', 'tiffslide', 'image')
 >>> check_backend("tiffslide")
 'tiffslide'
 """
@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 from mrseg.core.errors import ConfigError, SlideError
 from mrseg.wsi.backends.base import SlideBackend
+from mrseg.wsi.backends.image_backend import ImageBackend
 from mrseg.wsi.backends.openslide_backend import OpenSlideBackend
 from mrseg.wsi.backends.tiffslide_backend import TiffSlideBackend
 from mrseg.wsi.tiff import check_tiff_integrity
@@ -30,8 +31,12 @@ BackendSpec: TypeAlias = str | type[SlideBackend]
 
 AUTO = "auto"
 #: The backends ``"auto"`` tries, in order.
-AUTO_ORDER: tuple[str, ...] = ("openslide", "tiffslide")
-_BUILT_IN: dict[str, type[SlideBackend]] = {"openslide": OpenSlideBackend, "tiffslide": TiffSlideBackend}
+AUTO_ORDER: tuple[str, ...] = ("openslide", "tiffslide", "image")
+_BUILT_IN: dict[str, type[SlideBackend]] = {
+    "openslide": OpenSlideBackend,
+    "tiffslide": TiffSlideBackend,
+    "image": ImageBackend,
+}
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 _registry: dict[str, type[SlideBackend]] = dict(_BUILT_IN)

@@ -1,0 +1,201 @@
+"""Several demo runs (seeds) together: mean ± std per model and the paired MRN - best U-Net difference.
+
+``python -m mrseg.report DIR [DIR ...]`` (or ``python -m mrseg.demo.seeds``) reads each folder's
+``results.json`` and prints Markdown tables:
+
+* per model and metric, the mean, sample standard deviation, min and max over the runs;
+* per MRN and metric (test AUC, test Dice@0.5), the *paired* difference: on each seed the MRN's value
+  minus the best single-resolution U-Net's value *on that seed by that metric*; then the mean
+  difference, its standard error ``sd / sqrt(n)``, the 95% confidence interval from the
+  t-distribution with ``n - 1`` degrees of freedom, and in how many seeds the MRN won (difference > 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+#: Metrics summarised over seeds by :func:`aggregate_seeds`.
+AGGREGATED: tuple[str, ...] = ("auc", "dice", "iou", "best_dice")
+#: (split, metric) pairs of the paired comparison, with their display names.
+PAIRED: tuple[tuple[str, str, str], ...] = (("test", "auc", "test AUC"), ("test", "dice", "test Dice@0.5"))
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def aggregate_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Mean, sample standard deviation, min, max and count of each metric over several demo runs (seeds).
+
+    Parameters
+    ----------
+    runs
+        ``results.json`` contents of demo runs with the same models (typically ``--seed 0 .. 4``).
+
+    Returns
+    -------
+    dict
+        ``{model key: {split: {metric: {"mean", "std", "min", "max", "n"}}}}``; NaN values are skipped.
+    """
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    keys = [k for k in runs[0]["models"] if all(k in r["models"] for r in runs)] if runs else []
+    for key in keys:
+        out[key] = {}
+        for split in ("val", "test"):
+            out[key][split] = {}
+            for metric in AGGREGATED:
+                values = [float(r["models"][key][split][metric]) for r in runs]
+                values = [v for v in values if not math.isnan(v)]
+                out[key][split][metric] = {
+                    "mean": statistics.fmean(values) if values else math.nan,
+                    "std": statistics.stdev(values) if len(values) > 1 else math.nan,
+                    "min": min(values) if values else math.nan,
+                    "max": max(values) if values else math.nan,
+                    "n": float(len(values)),
+                }
+    return out
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One MRN against the best U-Net of each seed, on one metric.
+
+    ``diffs`` are the per-seed differences (MRN minus that seed's best U-Net, seeds in input order),
+    ``rivals`` the best U-Net's key on each seed; ``se`` is ``sd / sqrt(n)``; ``ci`` the 95%
+    t-interval of the mean; ``wins`` counts seeds with a positive difference.
+    """
+
+    model: str
+    metric: str
+    diffs: tuple[float, ...]
+    rivals: tuple[str, ...]
+    mean: float
+    sd: float
+    se: float
+    ci: tuple[float, float]
+    wins: int
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def clear(self) -> bool:
+        """The mean difference is positive and larger than twice its standard error."""
+        return self.n > 1 and self.mean > 2 * self.se
+
+
+def paired_difference(runs: Sequence[Mapping[str, Any]], model: str, split: str, metric: str) -> PairedDifference:
+    """The paired difference of ``model`` minus the best U-Net (``unet_*`` keys) per run on ``split``/``metric``.
+
+    Runs where the MRN's or every U-Net's value is NaN are left out.
+    """
+    diffs, rivals = [], []
+    for run in runs:
+        models = run["models"]
+        unets = {k: float(v[split][metric]) for k, v in models.items() if k.startswith("unet")}
+        unets = {k: v for k, v in unets.items() if not math.isnan(v)}
+        value = float(models[model][split][metric])
+        if not unets or math.isnan(value):
+            continue
+        rival = max(unets, key=lambda k: unets[k])
+        diffs.append(value - unets[rival])
+        rivals.append(rival)
+    n = len(diffs)
+    mean = statistics.fmean(diffs) if diffs else math.nan
+    sd = statistics.stdev(diffs) if n > 1 else math.nan
+    se = sd / math.sqrt(n) if n > 1 else math.nan
+    half = float(stats.t.ppf(0.975, n - 1)) * se if n > 1 else math.nan
+    wins = sum(d > 0 for d in diffs)
+    return PairedDifference(model, metric, tuple(diffs), tuple(rivals), mean, sd, se, (mean - half, mean + half), wins)
+
+
+def paired_differences(runs: Sequence[Mapping[str, Any]]) -> list[PairedDifference]:
+    """:func:`paired_difference` of every MRN (``mrn_*`` keys) on each of :data:`PAIRED`."""
+    if not runs:
+        return []
+    mrns = [k for k in runs[0]["models"] if k.startswith("mrn") and all(k in r["models"] for r in runs)]
+    return [paired_difference(runs, key, split, metric) for key in mrns for split, metric, _ in PAIRED]
+
+
+def _mean_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    agg = aggregate_seeds(runs)
+    lines = ["| model | test AUC | val AUC | test Dice@0.5 | test best Dice |", "|---|---|---|---|---|"]
+    for key, splits in agg.items():
+        label = runs[0]["models"][key]["label"]
+
+        def cell(split: str, metric: str, splits: Any = splits) -> str:
+            s = splits[split][metric]
+            return f"{_f(s['mean'])} ± {_f(s['std'])} ({_f(s['min'])}-{_f(s['max'])})"
+
+        lines.append(
+            f"| {label} | {cell('test', 'auc')} | {cell('val', 'auc')} | {cell('test', 'dice')} "
+            f"| {cell('test', 'best_dice')} |"
+        )
+    return lines
+
+
+def _paired_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    names = {metric: name for _, metric, name in PAIRED}
+    lines = [
+        "| MRN | metric | mean difference | SE | 95% CI (t) | wins | mean > 2 SE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in paired_differences(runs):
+        label = runs[0]["models"][d.model]["label"]
+        ci = f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]" if d.n > 1 else "n/a"
+        lines.append(
+            f"| {label} | {names[d.metric]} | {d.mean:+.4f} | {_f(d.se)} | {ci} | {d.wins} of {d.n} "
+            f"| {'yes' if d.clear else 'no'} |"
+        )
+    return lines
+
+
+def aggregate_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: mean ± std (min-max) per model, then the paired MRN - best U-Net differences."""
+    seeds = ", ".join(str(r.get("seed")) for r in runs)
+    lines = [f"Seeds {seeds} ({len(runs)} runs); mean ± sample std (min-max).", "", *_mean_table(runs), ""]
+    lines += [
+        "Paired difference per seed: MRN minus the best U-Net of that seed on that metric (higher is better "
+        "for the MRN); SE = sd / sqrt(n); 95% CI from the t-distribution with n - 1 degrees of freedom.",
+        "",
+        *_paired_table(runs),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mrseg.report DIR [DIR ...]``: print the over-seeds tables of several demo folders."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.stderr.write("usage: python -m mrseg.report DEMO_DIR [DEMO_DIR ...]\n")
+        return 2
+    runs = [json.loads((Path(a) / "results.json").read_text()) for a in args]
+    sys.stdout.write(aggregate_markdown(runs) + "\n")
+    return 0
+
+
+__all__ = [
+    "AGGREGATED",
+    "PairedDifference",
+    "aggregate_markdown",
+    "aggregate_seeds",
+    "main",
+    "paired_difference",
+    "paired_differences",
+]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

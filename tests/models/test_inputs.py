@@ -1,0 +1,51 @@
+"""The input transform: the same values in both layouts, bit for bit, as the original formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mrseg.core.input_spec import InputSpec
+from mrseg.models.inputs import to_tensor
+
+SPEC = InputSpec((0.5, 1.0), 16, mean=(0.7, 0.5, 0.6), std=(0.2, 0.25, 0.15))
+
+
+def reference(patches: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """The formula as first written: permute, float, / 255, - mean, / std, contiguous."""
+    t = torch.as_tensor(patches).permute(0, 1, 4, 2, 3).to(torch.float32).div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
+    return t.sub_(mean).div_(std).contiguous()
+
+
+@pytest.fixture()
+def patches() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (3, 2, 16, 16, 3), dtype=np.uint8)
+
+
+def test_default_layout_is_contiguous_and_bit_equal(patches: np.ndarray) -> None:
+    x = to_tensor(patches, SPEC)
+    assert x.shape == (3, 2, 3, 16, 16) and x.dtype == torch.float32 and x.is_contiguous()
+    assert torch.equal(x, reference(patches, SPEC))
+    assert torch.equal(to_tensor(torch.from_numpy(patches), SPEC), x)
+
+
+def test_channels_last_layout_has_the_same_values(patches: np.ndarray) -> None:
+    x = to_tensor(patches, SPEC, channels_last=True)
+    assert torch.equal(x, reference(patches, SPEC))
+    assert x.permute(0, 1, 3, 4, 2).is_contiguous()  # memory (N, J, H, W, 3)
+    assert x[:, 1].stride()[1] == 1  # each branch: channels fastest
+    assert to_tensor(patches[:, :1], SPEC, channels_last=True)[:, 0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_one_sample_and_non_contiguous_input(patches: np.ndarray) -> None:
+    assert to_tensor(patches[0], SPEC).shape == (1, 2, 3, 16, 16)
+    view = patches[:, :, ::2, ::2]
+    assert torch.equal(to_tensor(view, SPEC, channels_last=True), reference(np.ascontiguousarray(view), SPEC))
+
+
+def test_refuses_other_shapes() -> None:
+    with pytest.raises(ValueError, match="expected uint8 patches"):
+        to_tensor(np.zeros((2, 16, 16, 4), np.uint8), SPEC)
