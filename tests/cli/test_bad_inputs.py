@@ -279,7 +279,7 @@ CASES: list[Case] = [
     Case("info-text", "info {F}/text.tif", "not a readable slide"),
     Case("info-empty", "info {F}/empty.tif", "not a readable slide|empty"),
     Case("info-truncated", "info {F}/truncated.tif", "not a readable slide|cannot read|truncated"),
-    Case("info-no-mpp", "info {F}/nompp.tif", "--slide-mpp"),
+    Case("predict-no-mpp", "predict {F}/ckpt.pt {F}/nompp.tif --out {T}/out", "--slide-mpp", names="nompp.tif"),
     Case("info-mpp-1e6-metadata", "info {F}/mpp_1e6.tif", r"1e\+06.*--slide-mpp"),
     Case("info-mpp-1e-5-metadata", "info {F}/mpp_1e-5.tif", r"1e-05.*--slide-mpp"),
     Case("info-slide-mpp-1e6", f"info {S} --slide-mpp 1e6", r"--slide-mpp.*1e\+06", names="--slide-mpp"),

@@ -54,7 +54,7 @@ def test_predict_backend_writers_and_geojson(tmp_path: Path, slide: Path, binary
         (["--backend", "pillow"], "unknown backend 'pillow'"),
         (["--writers", "tiff,pdf"], "unknown writer(s) ['pdf']"),
         (["--device", "tpu"], "--device 'tpu'"),
-        (["--tissue-mpp", "0"], "tissue_mpp must be a positive"),
+        (["--tissue-mpp", "0"], "must be a positive"),
     ],
 )
 def test_predict_refuses_bad_options_before_any_slide(

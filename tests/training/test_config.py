@@ -115,6 +115,8 @@ def test_all_recipes_present() -> None:
 def test_packaged_recipes_load_and_build(name: str) -> None:
     c = load_config(name)
     assert c.model.patch_size % required_multiple(c.model.depth, c.model.mpps) == 0
+    if c.model.kwargs.get("encoder", "unet") != "unet":
+        pytest.importorskip("timm", reason="timm backbone recipes build only with the timm extra")
     create_model(c.model.name, **c.model.create_kwargs())
     if name.startswith("camelyon16"):
         assert c.data.exclude == CAMELYON16_NON_EXHAUSTIVE and len(c.data.exclude) == 20
