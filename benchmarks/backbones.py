@@ -28,18 +28,10 @@ from rich.console import Console
 from mrseg.core.device import resolve_device
 from mrseg.demo import default_settings, quick_settings
 from mrseg.demo.cache import StageRunner
-from mrseg.demo.pipeline import report_stage
+from mrseg.demo.pipeline import run_stage_sequence
 from mrseg.demo.report import rich_table
 from mrseg.demo.settings import ModelSpec
-from mrseg.demo.stages import (
-    DemoRun,
-    data_stage,
-    evaluate_stage,
-    mimic_stage,
-    predict_stage,
-    train_stage,
-    write_train_manifest,
-)
+from mrseg.demo.stages import DemoRun
 
 MPPS = (0.5, 1.0, 2.0, 4.0)
 #: The models this comparison can run (the demo's MRN-bilinear is the reference).
@@ -70,13 +62,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     specs = [SPECS[key] for key in args.models]
     run = DemoRun(root, settings, StageRunner(root, args.fresh), str(resolve_device(args.device)), specs, False)
-    start = time.perf_counter()
-    data_keys = data_stage(run)
-    train_keys, train_info = train_stage(run, data_keys, write_train_manifest(root))
-    predict_keys = predict_stage(run, data_keys, train_keys)
-    metrics, panel = evaluate_stage(run, predict_keys)
-    mimic = mimic_stage(run, predict_keys)
-    result = report_stage(run, metrics, mimic, train_info, panel, start)
+    result = run_stage_sequence(run, time.perf_counter())
     Console(width=160).print(rich_table(result.results))
     print(f"report: {result.report_html}")
 

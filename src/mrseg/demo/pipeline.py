@@ -126,8 +126,17 @@ def _run_stages(root: Path, settings: DemoSettings, fresh: bool, progress: bool)
         settings.preset, settings.seed, root, run.device, len(run.specs),
         ", ".join(f"{s} {v.n_slides}x{v.size_px}px" for s, v in settings.splits.items()),
     )  # fmt: skip
+    return run_stage_sequence(run, t_start)
+
+
+def run_stage_sequence(run: DemoRun, t_start: float) -> DemoResult:
+    """Data, training, prediction, evaluation, mimics and report of ``run`` (``t_start``: ``perf_counter`` seconds).
+
+    The stage order of :func:`run_demo`, for any :class:`DemoRun` (e.g. other model specs, as
+    ``benchmarks/backbones.py`` uses it).
+    """
     data_keys = data_stage(run)
-    train_keys, train_info = train_stage(run, data_keys, write_train_manifest(root))
+    train_keys, train_info = train_stage(run, data_keys, write_train_manifest(run.root))
     predict_keys = predict_stage(run, data_keys, train_keys)
     metrics, panel = evaluate_stage(run, predict_keys)
     mimic = mimic_stage(run, predict_keys)
@@ -156,4 +165,4 @@ def report_stage(
     return DemoResult(run.root, results, html, md, run.runner.records)
 
 
-__all__ = ["DemoResult", "check_demo_folder", "report_stage", "run_demo"]
+__all__ = ["DemoResult", "check_demo_folder", "report_stage", "run_demo", "run_stage_sequence"]
