@@ -9,6 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from skimage.color import rgb2hsv
+from skimage.filters import gaussian, threshold_otsu
+from skimage.morphology import remove_small_objects
 
 from mrseg.core.errors import DataError
 from mrseg.core.tissue_spec import TissueSettings
@@ -171,3 +175,64 @@ def test_synthetic_slide_tissue_covers_its_annotations(tmp_path: Path) -> None:
     for label in ann.labels:
         points = ann.sample_points(label, 200, np.random.default_rng(0))
         assert tm.contains(points).mean() > 0.95
+
+
+# ------------------------------------------------------------------ banded detection = whole image
+def _reference_detect(rgb: np.ndarray, mpp: float, p: TissueSettings) -> np.ndarray:
+    """The whole-image method as it was before banding (the oracle)."""
+    hsv = rgb2hsv(rgb[..., :3])
+    hue, sat = hsv[..., 0], hsv[..., 1]
+    dark = rgb[..., :3].max(axis=2) < p.dark_threshold
+    pen = (hue >= p.pen_hue[0]) & (hue <= p.pen_hue[1]) & (sat > p.pen_saturation)
+    valid = ~(dark | pen)
+    sigma = p.smooth_um / mpp
+    smooth = gaussian(sat, sigma=sigma) if sigma >= 0.5 else sat
+    values = smooth[valid]
+    if values.size == 0:
+        return np.zeros(sat.shape, dtype=bool)
+    otsu = threshold_otsu(values) if np.ptp(values) > 0 else float(values[0])
+    tissue = (smooth > float(np.clip(otsu, p.min_saturation, p.max_saturation))) & valid
+    min_size = max(1, round(p.min_object_um2 / mpp**2))
+    max_hole = max(1, round(p.max_hole_um2 / mpp**2))
+    if min_size > 1:
+        tissue = remove_small_objects(tissue, max_size=min_size - 1)
+    holes = ndimage.binary_fill_holes(tissue) & ~tissue
+    return tissue | (holes & ~remove_small_objects(holes, max_size=max_hole))
+
+
+def _blotchy_rgb(seed: int, shape: tuple[int, int] = (97, 83)) -> np.ndarray:
+    """Pink tissue blobs on grey glass, with black voids and blue pen strokes."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    rgb = np.full((h, w, 3), 228, dtype=np.uint8) + rng.integers(0, 12, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(6):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(4, 20)
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        rgb[blob] = (rng.integers(150, 215), rng.integers(60, 140), rng.integers(140, 200))
+    rgb[rng.integers(0, h), :] = (30, 120, 200)  # pen
+    rgb[:, rng.integers(0, w)] = (10, 10, 10)  # void
+    return rgb
+
+
+@pytest.mark.parametrize(
+    ("mpp", "smooth_um", "band_pixels"),
+    [(8.0, 8.0, 1), (8.0, 8.0, 83 * 5), (8.0, 8.0, 1 << 20), (2.0, 40.0, 83 * 7), (2.0, 40.0, 83 * 40), (8.0, 2.0, 1)],
+)
+def test_banded_detection_equals_whole_image(mpp: float, smooth_um: float, band_pixels: int) -> None:
+    # bands of 1, 5, 7, 40 and all rows, against halos of 4 and 80 rows and no smoothing (sigma < 0.5)
+    p = TissueSettings(smooth_um=smooth_um, min_object_um2=4 * mpp**2 * 30, max_hole_um2=4 * mpp**2 * 40)
+    for seed in range(2):
+        rgb = _blotchy_rgb(seed)
+        got = detect_tissue(rgb, mpp, p, band_pixels=band_pixels)
+        np.testing.assert_array_equal(got, _reference_detect(rgb, mpp, p))
+        assert got.any() and not got.all()
+
+
+@pytest.mark.parametrize("fill", [(0, 0, 0), (240, 240, 240), (200, 100, 160)])
+def test_banded_detection_uniform_images(fill: tuple[int, int, int]) -> None:
+    # no valid pixel (black), one saturation value (white glass; uniform tissue): as the whole image
+    rgb = np.empty((40, 30, 3), dtype=np.uint8)
+    rgb[:] = fill
+    p = TissueSettings()
+    np.testing.assert_array_equal(detect_tissue(rgb, 8.0, p, band_pixels=60), _reference_detect(rgb, 8.0, p))

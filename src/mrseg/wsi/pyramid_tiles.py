@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,9 +39,9 @@ class Flat:
     pixel: np.ndarray
     shape: tuple[int, ...]
 
-    @property
+    @cached_property
     def key(self) -> tuple[bytes, tuple[int, ...]]:
-        """Identifies the tile's content: equal keys, equal tiles."""
+        """Identifies the tile's content: equal keys, equal tiles (computed once per tile object)."""
         return (self.pixel.tobytes(), self.shape)
 
     def array(self) -> np.ndarray:
@@ -99,14 +100,17 @@ def level0_tiles(image: Any, tile: int) -> Iterator[Tile]:
     h, w = (int(s) for s in image.shape[:2])
     sparse = hasattr(image, "region_is_fill")
     trailing = tuple(int(s) for s in image.shape[2:])
+    blank: dict[tuple[int, ...], Flat] = {}  # one fill tile per shape (edge tiles are smaller)
     for y0 in range(0, h, tile):
         y1 = min(h, y0 + tile)
         strip = None if sparse else np.asarray(image[y0:y1])
         for x0 in range(0, w, tile):
             x1 = min(w, x0 + tile)
             if sparse and image.region_is_fill(y0, y1, x0, x1):
-                pixel = np.full(trailing, image.fill_value, dtype=image.dtype)
-                yield Flat(pixel, (y1 - y0, x1 - x0, *trailing))
+                shape = (y1 - y0, x1 - x0, *trailing)
+                if shape not in blank:
+                    blank[shape] = Flat(np.full(trailing, image.fill_value, dtype=image.dtype), shape)
+                yield blank[shape]
                 continue
             part = np.asarray(image[y0:y1, x0:x1]) if strip is None else strip[:, x0:x1]
             yield flat_or_array(part)
@@ -170,6 +174,7 @@ class Halver:
         self.rows, self.cols = tile_grid((shape[0], shape[1]), tile)
         self._pair: list[list[Tile]] = []
         self._count = 0
+        self._flat_parents: dict[tuple[bytes, tuple[int, ...]], Flat] = {}  # flat block -> its flat parent
 
     def add(self, tile: Tile) -> None:
         """Feed the next tile of the level (row-major)."""
@@ -192,9 +197,13 @@ class Halver:
         if all(isinstance(t, Flat) for t in tiles) and len({t.key[0] for t in tiles}) == 1:
             heights = sum(row[0].shape[0] for row in block)
             widths = sum(t.shape[1] for t in block[0])
-            small = np.broadcast_to(tiles[0].pixel, (2, 2, *tiles[0].pixel.shape))  # the same per-pixel arithmetic
-            pixel = reduce2(np.ascontiguousarray(small), self.mode)[0, 0]
-            return Flat(np.array(pixel), ((heights + 1) // 2, (widths + 1) // 2, *tiles[0].shape[2:]))
+            key = (tiles[0].key[0], (heights, widths, *tiles[0].shape[2:]))
+            if key not in self._flat_parents:  # the same per-pixel arithmetic, once per content and size
+                small = np.broadcast_to(tiles[0].pixel, (2, 2, *tiles[0].pixel.shape))
+                pixel = reduce2(np.ascontiguousarray(small), self.mode)[0, 0]
+                shape = ((heights + 1) // 2, (widths + 1) // 2, *tiles[0].shape[2:])
+                self._flat_parents[key] = Flat(np.array(pixel), shape)
+            return self._flat_parents[key]
         rows = [np.concatenate([_pixels(t) for t in row], axis=1) for row in block]
         return flat_or_array(reduce2(np.concatenate(rows, axis=0), self.mode))
 
