@@ -239,14 +239,15 @@ def test_onnx_export_of_every_backbone(tmp_path: Path, backbone: str, j: int) ->
 
 
 def test_whole_slide_prediction_with_a_backbone(tmp_path: Path) -> None:
-    model = mrn("resnet18", 2).eval()
+    torch.manual_seed(0)
+    model = create_model("mrn_bilinear", mpps=[1.0, 2.0], encoder="resnet18", width=2, depth=DEPTH).eval()
     mean, std = model.normalization
-    spec = InputSpec(tuple(MPPS_BY_J[2]), 32, mean=mean, std=std)  # type: ignore[arg-type]
+    spec = InputSpec((1.0, 2.0), 32, mean=mean, std=std)  # type: ignore[arg-type]
     checkpoint = save_checkpoint(tmp_path / "r18.pt", make_checkpoint(model, spec))
-    t = np.random.default_rng(0).integers(0, 60, (40, 56, 1))
-    image = np.full((64, 80, 3), 255, np.uint8)
-    image[12:52, 12:68] = np.concatenate([210 - t, 110 - t, 190 - t], axis=2).astype(np.uint8)  # pink tissue
-    slide = write_pyramidal_tiff(tmp_path / "s.tif", image, 0.5, compression="zlib", min_size=32)
+    t = np.random.default_rng(0).integers(0, 60, (120, 160, 1))
+    image = np.full((160, 200, 3), 255, np.uint8)
+    image[20:140, 20:180] = np.concatenate([210 - t, 110 - t, 190 - t], axis=2).astype(np.uint8)  # pink tissue
+    slide = write_pyramidal_tiff(tmp_path / "s.tif", image, 1.0, compression="zlib", min_size=64)
     result = run_slide(checkpoint, slide, tmp_path / "out")
     assert result.status == "done" and result.tiles > 0
     assert (tmp_path / "out" / "s.tif").is_file() and (tmp_path / "out" / "s.json").is_file()
