@@ -7,7 +7,9 @@ downloaded: the tests save the weights of a randomly initialised timm model them
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from model_tester import MPPS_BY_J, ModelTester, patches
 
 from mrseg.core.input_spec import InputSpec
 from mrseg.inference.runner import run_slide
-from mrseg.models import create_model
+from mrseg.models import SegmentationModel, create_model
 from mrseg.models.backbones import BACKBONES, TimmEncoder, backbone_info, timm_unavailable
 from mrseg.models.checkpoint import make_checkpoint, save_checkpoint
 from mrseg.models.export import export_model
@@ -32,6 +34,23 @@ pytestmark = [pytest.mark.timm, pytest.mark.skipif(REASON is not None, reason=f"
 DEPTH = 3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: these tensors are tiny, and on a busy machine two threads spin-wait on each other
+    (a ResNet-18 MRN's forward and backward at 64 px, J = 4, under load: 22.9 s with 2 threads, 0.30 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def mrn(backbone: str, j: int) -> SegmentationModel:
+    """The ``mrn_bilinear`` of ``backbone`` for ``J = j`` (depth :data:`DEPTH`, width 2, seed 0), built once per run."""
+    torch.manual_seed(0)
+    return create_model("mrn_bilinear", mpps=MPPS_BY_J[j], encoder=backbone, width=2, depth=DEPTH)
+
+
 def timm_model(name: str, seed: int = 1, **kwargs: Any) -> torch.nn.Module:
     """A randomly initialised plain timm model (the source of the 'pretrained' weights the tests save)."""
     import timm
@@ -43,6 +62,7 @@ def timm_model(name: str, seed: int = 1, **kwargs: Any) -> torch.nn.Module:
 class TestMRNBilinearResNet18(ModelTester):
     name = "mrn_bilinear"
     encoder = "resnet18"
+    j = 2
     min_depth = 1
 
 
@@ -53,15 +73,15 @@ class TestUNetEfficientNetB0(ModelTester):
     min_depth = 1
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_builds_for_j_1_to_4(backbone: str) -> None:
     torch.manual_seed(0)
     unet = create_model("unet", mpps=[0.5], encoder=backbone, width=2, depth=DEPTH)
     for j in (1, 2, 3, 4):
-        model = create_model("mrn_bilinear", mpps=MPPS_BY_J[j], encoder=backbone, width=2, depth=DEPTH)
-        size = model.required_multiple
+        model = mrn(backbone, j)
+        size = model.required_multiple  # the smallest input: 8 px (J = 1) to 64 px (J = 4)
         assert size == 2**DEPTH * {1: 1, 2: 4, 3: 4, 4: 8}[j]  # deepest stride x max gamma
+        model.zero_grad(set_to_none=True)
         out = model.train()(patches(j, size))
         assert out.shape == (2, 1, size, size)
         out.square().mean().backward()
@@ -78,7 +98,9 @@ def test_every_backbone_builds_for_j_1_to_4(backbone: str) -> None:
 def test_stages_follow_the_backbone_strides() -> None:
     info = backbone_info("convnext_tiny")
     assert info.reductions == (4, 8, 16, 32) and info.out_indices(4) == [0, 1, 2]
-    model = create_model("mrn_bilinear", mpps=MPPS_BY_J[4], encoder="convnext_tiny", width=2, depth=4)
+    # one shared backbone instead of four copies: the strides and gammas are the same
+    model = create_model("mrn_bilinear", mpps=MPPS_BY_J[4], encoder="convnext_tiny", width=2, depth=4,
+                         branch_weights="shared")  # fmt: skip
     assert model.encoder.reductions == [4, 8, 16] and model.required_multiple == 16 * 8
     assert model.min_depth == 2 and model.depth == 4
     assert [f.upscale[0].gamma for f in model.fusions] == [2, 2, 2]  # gamma is the same at every stage
@@ -89,9 +111,10 @@ def test_stages_follow_the_backbone_strides() -> None:
 
 
 def test_shared_weights_have_j_times_fewer_encoder_parameters() -> None:
-    kwargs: dict[str, Any] = {"mpps": MPPS_BY_J[4], "encoder": "resnet18", "width": 2, "depth": DEPTH}
-    separate = create_model("mrn_bilinear", **kwargs)
-    shared = create_model("mrn_bilinear", branch_weights="shared", **kwargs)
+    separate = mrn("resnet18", 4)
+    shared = create_model(
+        "mrn_bilinear", mpps=MPPS_BY_J[4], encoder="resnet18", width=2, depth=DEPTH, branch_weights="shared"
+    )
     encoder = count_params(shared.encoder)
     assert sum(count_params(e) for e in separate.encoders()) == 4 * encoder
     assert count_params(separate) - count_params(shared) == 3 * encoder
@@ -197,42 +220,37 @@ def test_training_loads_model_pretrained(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------- export and slides
 
 
-def _checkpoint(backbone: str, tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    model = create_model("mrn_bilinear", mpps=[1.0, 2.0], encoder=backbone, width=2, depth=DEPTH)
-    mean, std = model.normalization
-    # twice the smallest size: torch.export specialises the batch of ConvNeXt on a 1 x 1 crop
-    spec = InputSpec((1.0, 2.0), 2 * model.required_multiple, mean=mean, std=std)  # type: ignore[arg-type]
-    return save_checkpoint(tmp_path / f"{backbone}.pt", make_checkpoint(model.eval(), spec))
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_torchscript_export_of_every_backbone(tmp_path: Path, backbone: str) -> None:
+    model = mrn(backbone, 2).eval()
+    shape = (1, 2, 3, 32, 32)  # twice the smallest size: torch.export specialises ConvNeXt's batch on a 1 x 1 crop
+    result = export_model(model, tmp_path / "m.ts", format="torchscript", input_shape=shape)
+    assert result.output_shape == (3, 1, 32, 32) and result.max_abs_diff <= 1e-4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_torchscript_export_and_whole_slide_prediction(tmp_path: Path, backbone: str) -> None:
-    from mrseg.models.checkpoint import load_checkpoint
+@pytest.mark.parametrize(("backbone", "j"), [(b, 2 if b == "resnet18" else 1) for b in BACKBONES])
+def test_onnx_export_of_every_backbone(tmp_path: Path, backbone: str, j: int) -> None:
+    """J = 1 but for ResNet-18 (the fusions): the exporter's cost is torch.export's tracing, per operation."""
+    pytest.importorskip("onnxruntime")
+    shape = (1, j, 3, 32, 32)
+    result = export_model(mrn(backbone, j).eval(), tmp_path / "m.onnx", format="onnx", input_shape=shape)
+    assert result.output_shape == (3, 1, 32, 32) and result.max_abs_diff <= 1e-4
 
-    path = _checkpoint(backbone, tmp_path)
-    model = load_checkpoint(path).build_model()
-    shape = (1, 2, 3, 2 * model.required_multiple, 2 * model.required_multiple)
-    traced = export_model(model, tmp_path / "m.ts", format="torchscript", input_shape=shape)
-    assert traced.output_shape == (3, 1, *shape[-2:]) and traced.max_abs_diff <= 1e-4
+
+def test_whole_slide_prediction_with_a_backbone(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("mrn_bilinear", mpps=[1.0, 2.0], encoder="resnet18", width=2, depth=DEPTH).eval()
+    mean, std = model.normalization
+    spec = InputSpec((1.0, 2.0), 32, mean=mean, std=std)  # type: ignore[arg-type]
+    checkpoint = save_checkpoint(tmp_path / "r18.pt", make_checkpoint(model, spec))
     t = np.random.default_rng(0).integers(0, 60, (120, 160, 1))
     image = np.full((160, 200, 3), 255, np.uint8)
     image[20:140, 20:180] = np.concatenate([210 - t, 110 - t, 190 - t], axis=2).astype(np.uint8)  # pink tissue
     slide = write_pyramidal_tiff(tmp_path / "s.tif", image, 1.0, compression="zlib", min_size=64)
-    result = run_slide(path, slide, tmp_path / "out")
+    result = run_slide(checkpoint, slide, tmp_path / "out")
     assert result.status == "done" and result.tiles > 0
     assert (tmp_path / "out" / "s.tif").is_file() and (tmp_path / "out" / "s.json").is_file()
-
-
-@pytest.mark.slow
-def test_onnx_export_of_a_backbone(tmp_path: Path) -> None:
-    """ONNX (torch.export) of a backbone MRN; one backbone only: the exporter is the slowest step of these tests."""
-    pytest.importorskip("onnxruntime")
-    from mrseg.models.export import export_checkpoint
-
-    onnx = export_checkpoint(_checkpoint("resnet18", tmp_path), tmp_path / "m.onnx", format="onnx")
-    assert onnx.max_abs_diff <= 1e-4 and onnx.output_shape[0] == 3
 
 
 # ------------------------------------------------------------------------------------------ costs

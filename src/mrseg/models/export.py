@@ -84,7 +84,9 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the check runs on torch's threads, no more
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
     return torch.from_numpy(np.asarray(out))
 
