@@ -146,3 +146,44 @@ def test_hard_negative_mining_resumes_exactly(data: Path, tmp_path: Path) -> Non
     b = train(resume_config(tmp_path / "b", ["train.epochs=3"]), tmp_path / "b", resume=True, device="cpu")
     for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict
+
+
+def test_weight_average_is_validated_and_saved_as_best(data: Path, tmp_path: Path) -> None:
+    # one step per epoch: after epoch 1 the average is the weights w1, after epoch 2 d * w1 + (1 - d) * w2
+    decay = 0.75
+    common = {"train.steps_per_epoch": 1, "train.ema": decay, "train.select": "last"}
+    one_epoch = load_config(None, tiny_overrides(data, **{**common, "train.epochs": 1}))
+    one = train(one_epoch, tmp_path / "one", device="cpu")
+    w1 = _weights(tmp_path / "one" / "last.pt")
+    assert all(torch.equal(a, b) for a, b in zip(one.model.state_dict().values(), w1.values(), strict=True))
+    two = train(load_config(None, tiny_overrides(data, **common)), tmp_path / "two", device="cpu")
+    w2, best = _weights(tmp_path / "two" / "last.pt"), _weights(tmp_path / "two" / "best.pt")
+    for key, average in best.items():
+        if average.is_floating_point():
+            assert torch.allclose(average, decay * w1[key] + (1 - decay) * w2[key], atol=1e-6), key
+    assert not all(torch.equal(best[k], w2[k]) for k in best)  # best.pt is the average, last.pt the weights
+    ema_state = load_checkpoint(tmp_path / "two" / "last.pt").train_state["ema"]
+    assert all(torch.equal(ema_state[f"module.{k}"], v) for k, v in best.items())
+    assert all(torch.equal(a, best[k]) for k, a in two.model.state_dict().items())  # the average is returned
+    # the validation row of epoch 2 scores the average, not the weights: it differs from a run without one
+    plain = train(load_config(None, tiny_overrides(data, **{**common, "train.ema": 0.0})), tmp_path / "p", device="cpu")
+    assert load_checkpoint(tmp_path / "p" / "last.pt").train_state["ema"] is None
+    assert all(torch.equal(a, w2[k]) for k, a in plain.model.state_dict().items())
+    assert _rows(tmp_path / "p")[1]["val_loss"] != _rows(tmp_path / "two")[1]["val_loss"]
+
+
+def test_weight_average_resumes_exactly(data: Path, tmp_path: Path) -> None:
+    extra = {"train.ema": 0.6, "train.epochs": 3}
+    train(load_config(None, tiny_overrides(data, **extra)), tmp_path / "a", device="cpu")
+    train(load_config(None, tiny_overrides(data, **{**extra, "train.epochs": 2})), tmp_path / "b", device="cpu")
+    train(resume_config(tmp_path / "b", ["train.epochs=3"]), tmp_path / "b", resume=True, device="cpu")
+    for name in ("best.pt", "last.pt"):
+        a, b = _weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    ea = load_checkpoint(tmp_path / "a" / "last.pt").train_state["ema"]
+    eb = load_checkpoint(tmp_path / "b" / "last.pt").train_state["ema"]
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)

@@ -102,6 +102,7 @@ def train_steps(
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
+        run.update_average()
         loss_sum += float(data_loss.detach()) * x.shape[0]
         n_seen += x.shape[0]
         advance()
@@ -119,13 +120,13 @@ def any_foreground(logits: torch.Tensor, labels: LabelSpec) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(run: RunState, loader: DataLoader[Any]) -> tuple[float, float]:
-    """Mean data loss and pooled pixel AUC of ``run.raw_model`` over the fixed validation centres (all ranks).
+    """Mean data loss and pooled pixel AUC of ``run.eval_model`` over the fixed validation centres (all ranks).
 
     The AUC scores the finest patch's pixels, label > 0 positive, by the foreground probability
     (sigmoid, or 1 - softmax background) in a 1024-bin histogram pooled over the ranks; it is NaN
     when the validation pixels hold only one class.
     """
-    model, ctx = run.raw_model, run.ctx
+    model, ctx = run.eval_model, run.ctx
     model.eval()
     total, count = 0.0, 0.0
     hist = BinaryHistogram()

@@ -68,7 +68,7 @@ class TrainResult:
     best_epoch: int | None
     best_val_loss: float | None
     stop_reason: str
-    model: nn.Module
+    model: nn.Module  # the trained model: the weight average with train.ema, else the last weights
 
 
 @dataclass
@@ -188,7 +188,7 @@ def _train(
         val_ds.close()
         if runlog is not None:
             runlog.close(plot=config.output.plot, best_epoch=run.best_epoch)
-    return TrainResult(out, run.completed, run.best_epoch, run.best_val_loss, run.stop_reason, run.raw_model)
+    return TrainResult(out, run.completed, run.best_epoch, run.best_val_loss, run.stop_reason, run.eval_model)
 
 
 @contextlib.contextmanager
@@ -319,6 +319,8 @@ def _epoch(
             )
         train_time = time.perf_counter() - t0
         D.broadcast_buffers(run.raw_model, run.ctx)
+        if run.ema is not None:
+            D.broadcast_buffers(run.ema.module, run.ctx)
         return seen, validate(run, loaders.val), train_time
     except Exception as error:
         if stop.signum is not None and not isinstance(error, TrainingInterrupted):

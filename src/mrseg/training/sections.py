@@ -194,6 +194,13 @@ class TrainConfig(Section):
     )
     channels_last: bool = Field(default=False, description="channels-last layout of weights and inputs in training")
     dice_weight: float = Field(default=0.0, ge=0.0, description="weight of a soft-Dice term added to BCE/CE")
+    ema: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="decay per step of an exponential moving average of the weights and BatchNorm statistics "
+        "(0: off); validation, best.pt and the returned model then use the average",
+    )
     select: Literal["val_loss", "val_auc", "last"] = Field(
         default="val_loss",
         description="best.pt: lowest validation loss, highest validation pixel AUC, or the last epoch "

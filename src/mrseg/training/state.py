@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mrseg.core.errors import ModelConfigError
 from mrseg.core.input_spec import InputSpec
@@ -120,6 +121,17 @@ class RunState:
     hard_pool: np.ndarray | None = None
     bad_epochs: int = 0
     stop_reason: str = field(default="completed")
+    ema: AveragedModel | None = None
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is validated and saved as ``best.pt``: the weight average (``train.ema``) or the model."""
+        return self.ema.module if self.ema is not None else self.raw_model
+
+    def update_average(self) -> None:
+        """Fold the current weights into the moving average (after each optimiser step; no-op without one)."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.raw_model)
 
     @property
     def best_val_loss(self) -> float | None:
@@ -135,6 +147,8 @@ class RunState:
             self.scaler.load_state_dict(ts["scaler"])
         restore_rng_state(ts["rng"])
         self.start_epoch = self.completed = ckpt.epoch
+        if self.ema is not None and ts.get("ema") is not None:
+            self.ema.load_state_dict(ts["ema"])
         self.best_loss = ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf
         self.best = float(ts.get("best_score", self.best_loss))
         if ts.get("hard_pool") is not None:
@@ -174,9 +188,11 @@ class RunState:
                 "hard_pool": self.hard_pool.tolist() if self.hard_pool is not None and len(self.hard_pool) else None,
                 "bad_epochs": self.bad_epochs,
                 "world_size": self.ctx.world_size,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
             }
+        # last.pt holds the trained weights (and the average in its state), best.pt what was validated
         return make_checkpoint(
-            self.raw_model,
+            self.raw_model if with_state else self.eval_model,
             self.input_spec,
             labels=self.config.labels,
             tissue=self.config.data.tissue,
@@ -231,10 +247,18 @@ def start_run(config: Config, ctx: D.DistContext, ckpt: Checkpoint | None) -> Ru
         criterion=SegmentationLoss.for_labels(config.labels, t.dice_weight),
         amp_dtype=dtype,
         input_spec=config.model.input_spec(),
+        ema=_weight_average(raw_model, t.ema),
     )
     if ckpt is not None:
         run.restore(ckpt)
     return run
+
+
+def _weight_average(model: nn.Module, decay: float) -> AveragedModel | None:
+    """torch's exponential moving average of ``model``'s parameters and buffers (None when ``decay`` is 0)."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 __all__ = ["RunState", "amp_dtype", "build_model", "make_scheduler", "seed_everything", "selection_score", "start_run"]
