@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -56,8 +57,28 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _init_worker(level: int) -> None:
+#: ``prctl`` option: the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(level: int, parent: int) -> None:
+    """Logging as in the parent, and the worker's end with its parent (no orphan left training)."""
+    follow_parent(parent)
     logging.basicConfig(level=level, format=f"%(asctime)s [worker {os.getpid()}] %(name)s %(message)s")
+
+
+def follow_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the parent process dies (Linux), and exit if it already has.
+
+    Without it, a demo killed by SIGKILL, or interrupted while its workers run, leaves them training
+    in the background until their task ends. Elsewhere (no ``prctl``) this is a no-op.
+    """
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux/glibc
+        return
+    if os.getppid() != parent:  # the parent died before the request
+        os._exit(1)
 
 
 def release_memory() -> None:
@@ -87,7 +108,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut
     ctx = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
     with ProcessPoolExecutor(
-        max_workers=max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(level,)
+        max_workers=max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(level, os.getpid())
     ) as pool:
         futures: dict[Future[Any], Task] = {pool.submit(_timed, t.fn, t.args): t for t in order}
         try:
