@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = '''
+SCRIPT = """
 import os, sys, time
 from pathlib import Path
 from mrseg.demo.parallel import Task, run_tasks
@@ -24,7 +24,7 @@ def body(path):
 if __name__ == "__main__":
     for _ in run_tasks([Task("sleep", body, (sys.argv[1],))], 1):
         pass
-'''
+"""
 
 
 def _alive(pid: int) -> bool:
