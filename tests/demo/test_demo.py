@@ -30,7 +30,14 @@ from mrseg.demo.report import (
     write_report,
 )
 from mrseg.demo.results import LESION_HEADERS, lesion_metrics, lesion_rows
-from mrseg.demo.seeds import aggregate_markdown, aggregate_seeds, main, paired_difference, paired_differences
+from mrseg.demo.seeds import (
+    aggregate_markdown,
+    aggregate_seeds,
+    main,
+    paired_difference,
+    paired_differences,
+    seed_goals,
+)
 from mrseg.demo.settings import SplitSize
 from mrseg.demo.stages import model_config
 from mrseg.evaluation.metrics import BinaryHistogram
@@ -508,3 +515,28 @@ def test_cli_demo_rejects_bad_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--jobs", "0"])
     assert result.exit_code == 1
     assert "--jobs" in result.output
+
+
+def test_seed_goals_per_mrn_and_seed() -> None:
+    # seed 0: bilinear meets everything; transposed ties U-Net 4 on AUC (not a win) and keeps mimics high
+    # seed 1: bilinear loses nests (0.79 < 0.8); transposed meets everything (mimics exactly 0.3 count)
+    runs = [
+        _hand_run(0, {"unet_4": (0.95, 0.80), "mrn_bilinear": (0.97, 0.85), "mrn_transposed": (0.95, 0.90)}),
+        _hand_run(1, {"unet_4": (0.93, 0.82), "mrn_bilinear": (0.97, 0.83), "mrn_transposed": (0.96, 0.84)}),
+    ]
+    scores = {(0, "mrn_bilinear"): (0.9, 0.1), (0, "mrn_transposed"): (0.9, 0.5),
+              (1, "mrn_bilinear"): (0.79, 0.1), (1, "mrn_transposed"): (0.8, 0.3)}  # fmt: skip
+    for run in runs:
+        for key in ("mrn_bilinear", "mrn_transposed"):
+            nest, mimic = scores[(run["seed"], key)]
+            run["models"][key]["mimic_by_split"] = {"test": {"tumour_mean": nest, "mimic_mean": mimic}}
+    goals = {(g.seed, g.model): g for g in seed_goals(runs)}
+    assert [k for k, g in goals.items() if g.met] == [(0, "mrn_bilinear"), (1, "mrn_transposed")]
+    assert not goals[(0, "mrn_transposed")].beats_auc and goals[(0, "mrn_transposed")].beats_dice
+    assert goals[(1, "mrn_bilinear")].nest == 0.79
+    md = aggregate_markdown(runs)
+    assert "| 0 | mrn_transposed | no | yes | 0.90 | 0.50 | no |" in md
+    assert "mrn_bilinear: goal met in 1 of 2 seeds." in md
+    # a results.json without mimic scores never meets the goal
+    del runs[0]["models"]["mrn_bilinear"]["mimic_by_split"]
+    assert not seed_goals(runs)[0].met and seed_goals(runs)[0].mimic is None

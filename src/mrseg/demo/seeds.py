@@ -7,7 +7,10 @@
 * per MRN and metric (test AUC, test Dice@0.5), the *paired* difference: on each seed the MRN's value
   minus the best single-resolution U-Net's value *on that seed by that metric*; then the mean
   difference, its standard error ``sd / sqrt(n)``, the 95% confidence interval from the
-  t-distribution with ``n - 1`` degrees of freedom, and in how many seeds the MRN won (difference > 0).
+  t-distribution with ``n - 1`` degrees of freedom, and in how many seeds the MRN won (difference > 0);
+* per seed and MRN, the demo's goal (:func:`seed_goals`): beats every U-Net on test AUC and on Dice, and on
+  the test slides' mimics and nests (``mimic`` in results.json) a mean p of at most :data:`MIMIC_MAX` in
+  mimics and at least :data:`NEST_MIN` in nests.
 """
 
 from __future__ import annotations
@@ -27,6 +30,79 @@ from scipy import stats
 AGGREGATED: tuple[str, ...] = ("auc", "dice", "iou", "best_dice")
 #: (split, metric) pairs of the paired comparison, with their display names.
 PAIRED: tuple[tuple[str, str, str], ...] = (("test", "auc", "test AUC"), ("test", "dice", "test Dice@0.5"))
+
+
+#: The demo's goal on mimics (mean p at most this) and on tumour nests (mean p at least this).
+MIMIC_MAX: float = 0.3
+NEST_MIN: float = 0.8
+
+
+@dataclass(frozen=True)
+class SeedGoal:
+    """One MRN on one seed against the demo's goal (test split); ``None`` where results.json lacks a value."""
+
+    seed: Any
+    model: str
+    beats_auc: bool
+    beats_dice: bool
+    nest: float | None
+    mimic: float | None
+
+    @property
+    def met(self) -> bool:
+        """Beats every U-Net on AUC and Dice, rejects mimics and keeps nests."""
+        return (
+            self.beats_auc
+            and self.beats_dice
+            and self.mimic is not None
+            and self.mimic <= MIMIC_MAX
+            and self.nest is not None
+            and self.nest >= NEST_MIN
+        )
+
+
+def seed_goals(runs: Sequence[Mapping[str, Any]]) -> list[SeedGoal]:
+    """:class:`SeedGoal` of every MRN (``mrn_*``) on every run, in run order."""
+    goals = []
+    for run in runs:
+        models = run["models"]
+        unets = [k for k in models if k.startswith("unet")]
+        for key in (k for k in models if k.startswith("mrn")):
+            test = models[key]["test"]
+            mimic = models[key].get("mimic_by_split", {}).get("test") or models[key].get("mimic") or {}
+            goals.append(
+                SeedGoal(
+                    run.get("seed"),
+                    key,
+                    all(test["auc"] > models[u]["test"]["auc"] for u in unets),
+                    all(test["dice"] > models[u]["test"]["dice"] for u in unets),
+                    mimic.get("tumour_mean"),
+                    mimic.get("mimic_mean"),
+                )
+            )
+    return goals
+
+
+def _goal_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    goals = seed_goals(runs)
+    lines = [
+        f"Per seed, test split: beats every U-Net on AUC / on Dice@0.5; mean p in nests (higher is better, goal "
+        f">= {NEST_MIN}) and in mimics (lower is better, goal <= {MIMIC_MAX}).",
+        "",
+        "| seed | MRN | beats on AUC | beats on Dice | nests | mimics | goal met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in goals:
+        label = runs[0]["models"][g.model]["label"]
+        lines.append(
+            f"| {g.seed} | {label} | {'yes' if g.beats_auc else 'no'} | {'yes' if g.beats_dice else 'no'} "
+            f"| {_f(g.nest, 2)} | {_f(g.mimic, 2)} | {'yes' if g.met else 'no'} |"
+        )
+    for key in dict.fromkeys(g.model for g in goals):
+        mine = [g for g in goals if g.model == key]
+        label = runs[0]["models"][key]["label"]
+        lines.append(f"\n{label}: goal met in {sum(g.met for g in mine)} of {len(mine)} seeds.")
+    return lines
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -171,6 +247,8 @@ def aggregate_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
         "for the MRN); SE = sd / sqrt(n); 95% CI from the t-distribution with n - 1 degrees of freedom.",
         "",
         *_paired_table(runs),
+        "",
+        *_goal_table(runs),
     ]
     return "\n".join(lines)
 
@@ -188,12 +266,16 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "AGGREGATED",
+    "MIMIC_MAX",
+    "NEST_MIN",
     "PairedDifference",
+    "SeedGoal",
     "aggregate_markdown",
     "aggregate_seeds",
     "main",
     "paired_difference",
     "paired_differences",
+    "seed_goals",
 ]
 
 
