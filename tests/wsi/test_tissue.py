@@ -17,7 +17,7 @@ from skimage.morphology import remove_small_objects
 from mrseg.core.errors import DataError
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.wsi.slide import Slide
-from mrseg.wsi.tissue import TissueMask, detect_tissue, tissue_mask
+from mrseg.wsi.tissue import TissueMask, detect_tissue, saturation, tissue_mask
 
 PINK = np.array([220, 140, 190])
 PURPLE = np.array([130, 70, 160])
@@ -236,3 +236,11 @@ def test_banded_detection_uniform_images(fill: tuple[int, int, int]) -> None:
     rgb[:] = fill
     p = TissueSettings()
     np.testing.assert_array_equal(detect_tissue(rgb, 8.0, p, band_pixels=60), _reference_detect(rgb, 8.0, p))
+
+
+def test_saturation_is_rgb2hsv_saturation() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    rgb[0, :8] = 0  # black: 0/0
+    rgb[1, :8] = 255  # white, and grey below: delta 0
+    rgb[2, :8] = 128
+    np.testing.assert_array_equal(saturation(rgb), rgb2hsv(rgb)[..., 1])

@@ -37,6 +37,7 @@ from PIL.PngImagePlugin import PngInfo
 from scipy import ndimage
 from skimage.color import rgb2hsv
 from skimage.filters import gaussian, threshold_otsu
+from skimage.util import img_as_float64
 
 from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import ConfigError, DataError
@@ -260,6 +261,16 @@ def threshold_tissue(
     return tissue
 
 
+def saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation ``float64 (h, w)`` of ``uint8 (h, w, 3)``: exactly that of :func:`skimage.color.rgb2hsv`."""
+    arr = img_as_float64(rgb)
+    value, delta = arr.max(-1), np.ptp(arr, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sat = delta / value
+    sat[delta == 0.0] = 0.0
+    return sat
+
+
 class _Bands:
     """The smoothed saturation and the valid-pixel mask of an RGB image, one band of rows at a time."""
 
@@ -276,13 +287,15 @@ class _Bands:
         for v0 in range(0, h, self.rows):
             v1 = min(h, v0 + self.rows)
             h0, h1 = max(0, v0 - self.halo), min(h, v1 + self.halo)
-            hsv = rgb2hsv(self.rgb[h0:h1, :, :3])
-            sat = hsv[..., 1]
+            sat = saturation(self.rgb[h0:h1, :, :3])
             smooth = gaussian(sat, sigma=self.sigma) if self.sigma >= 0.5 else sat
             core = slice(v0 - h0, v1 - h0)
-            hue, sat, rgb = hsv[core, :, 0], sat[core], self.rgb[v0:v1, :, :3]
+            sat, rgb = sat[core], self.rgb[v0:v1, :, :3]
             dark = rgb.max(axis=2) < self.p.dark_threshold
-            pen = (hue >= self.p.pen_hue[0]) & (hue <= self.p.pen_hue[1]) & (sat > self.p.pen_saturation)
+            # hue only where a pen mark is possible (saturated pixels): rgb2hsv is per pixel
+            pen = sat > self.p.pen_saturation
+            hue = rgb2hsv(rgb[pen][np.newaxis])[0, :, 0]
+            pen[pen] = (hue >= self.p.pen_hue[0]) & (hue <= self.p.pen_hue[1])
             yield v0, v1, smooth[core], ~(dark | pen)
 
     def threshold(self) -> float | None:
@@ -391,6 +404,7 @@ __all__ = [
     "check_mask_suffix",
     "clean_tissue",
     "detect_tissue",
+    "saturation",
     "threshold_tissue",
     "tissue_mask",
 ]
