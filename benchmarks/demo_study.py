@@ -33,12 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", action="append", default=[], help="DemoSettings field=value (YAML value)")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--val2", type=int, default=3, help="slides in val2 (0: val only)")
+    ap.add_argument("--train-slides", type=int, default=None, help="training slides (default: the demo's)")
+    ap.add_argument("--val-slides", type=int, default=None, help="validation (selection) slides (default: the demo's)")
     args = ap.parse_args(argv)
     if args.seed in range(5):
         ap.error("seeds 0-4 are the acceptance seeds: never tune on them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     settings = default_settings(seed=args.seed, device="cpu")
     splits = {k: v for k, v in settings.splits.items() if k != "test"}
+    for split, n in (("train", args.train_slides), ("val", args.val_slides)):
+        if n is not None:
+            splits[split] = SplitSize(n, splits[split].size_px)
     evals: tuple[str, ...] = ("val",)
     if args.val2:
         splits["val2"] = SplitSize(args.val2, 2048)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrseg.training.augment import Augmenter, colour, geometric
+from mrseg.training.augment import MIN_BLUR_PX, Augmenter, blur, colour, geometric
 from mrseg.training.config import AugmentConfig
 
 
@@ -76,3 +76,47 @@ def test_augmenter_deterministic_per_rng_and_disabled() -> None:
     off = Augmenter(AugmentConfig(enabled=False))
     p, m = off(patches, mask, np.random.default_rng(7))
     assert p is patches and m is mask
+
+
+@pytest.mark.parametrize(("sigma_um", "mpp"), [(0.45, 0.5), (1.2, 1.0), (2.0, 2.0)])
+def test_blur_sigma_is_microns_over_mpp(sigma_um: float, mpp: float) -> None:
+    """An impulse spreads with the variance of a Gaussian of sigma_um / mpp pixels, per axis."""
+    patch = np.zeros((1, 41, 41, 3), np.uint8)
+    # a 5-px plateau rather than an impulse, so rounding to uint8 keeps most of the tails
+    patch[0, 18:23, 18:23] = 255
+    out = blur(patch, [sigma_um / mpp])[0, ..., 0].astype(np.float64)
+    ref = patch[0, ..., 0].astype(np.float64)
+    xs = np.arange(41) - 20.0
+
+    def var(img: np.ndarray) -> float:
+        w = img.sum(axis=0)
+        return float((w * xs**2).sum() / w.sum())
+
+    # variances add: blurred = plateau (+) Gaussian
+    assert var(out) - var(ref) == pytest.approx((sigma_um / mpp) ** 2, rel=0.05)
+
+
+def test_blur_augmentation_is_physical_and_spares_the_mask() -> None:
+    """The same microns blur the fine patch and (below MIN_BLUR_PX) leave the coarse one untouched."""
+    rng = np.random.default_rng(3)
+    patches = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    mask = (rng.random((32, 32)) > 0.5).astype(np.uint8)
+    cfg = AugmentConfig(flips=False, rot90=False, brightness=0, contrast=0, saturation=0, hed=0, blur_um=0.9)
+    aug = Augmenter(cfg, (0.5, 4.0))  # at most 1.8 px at 0.5 µm/px, at most 0.225 px at 4 µm/px
+    assert 0.9 / 4.0 < MIN_BLUR_PX
+    changed = 0
+    for seed in range(8):
+        out, m = aug(patches, mask, np.random.default_rng(seed))
+        assert np.array_equal(m, mask)
+        assert np.array_equal(out[1], patches[1])
+        changed += int(not np.array_equal(out[0], patches[0]))
+        assert out[0].std() <= patches[0].std()
+    assert changed >= 6
+
+
+def test_blur_needs_the_mpps() -> None:
+    with pytest.raises(ValueError, match="mpps"):
+        Augmenter(AugmentConfig(blur_um=0.5))
+    aug = Augmenter(AugmentConfig(blur_um=0.5), (0.5,))
+    with pytest.raises(ValueError, match="2 patches but 1 mpps"):
+        aug(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), np.random.default_rng(0))

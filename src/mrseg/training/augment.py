@@ -10,27 +10,49 @@ haematoxylin/eosin/DAB densities with scikit-image's colour-deconvolution matrix
 optical density ``-ln((v + 1) / 256)``), each stain channel is scaled by ``1 + a`` and shifted by
 ``b`` (``a, b ~ U(-hed, hed)``), and converted back with ``rgb_from_hed``. Unlike ``rgb2hed`` nothing
 is clipped in between, so neutral parameters give back the input exactly.
-One set of parameters is drawn per sample and shared by its J patches.
+Blur (``blur_um``, off by default): a Gaussian of sigma ``s ~ U(0, blur_um)`` microns, the scanner's
+focus varying from slide to slide, applied before the colour jitter. Sigma is physical, so patch ``j``
+at ``mpp_j`` µm/px is blurred by ``s / mpp_j`` of its pixels; below :data:`MIN_BLUR_PX` the blur is
+skipped (a coarse patch's own downsampling already smooths that much).
+One set of parameters is drawn per sample and shared by its J patches; with ``blur_um = 0`` no blur is
+drawn, so the random stream (and every result) is that of a recipe without the option.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.color import hed_from_rgb, rgb_from_hed
 
 from mrseg.training.config import AugmentConfig
 
 _HED_FROM_RGB = np.asarray(hed_from_rgb, dtype=np.float32)
 _RGB_FROM_HED = np.asarray(rgb_from_hed, dtype=np.float32)
+#: Smallest blur sigma applied, in pixels of the patch (smaller ones are skipped).
+MIN_BLUR_PX = 0.25
 
 
 @dataclass(frozen=True)
 class Augmenter:
-    """Random augmentation of one sample: ``(patches (J, H, W, 3) uint8, mask (H, W) uint8)``."""
+    """Random augmentation of one sample: ``(patches (J, H, W, 3) uint8, mask (H, W) uint8)``.
+
+    Attributes
+    ----------
+    config
+        What to draw and how much.
+    mpps
+        Resolution of each patch in µm/px, finest first (needed when ``config.blur_um > 0``).
+    """
 
     config: AugmentConfig
+    mpps: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.config.blur_um > 0 and not self.mpps:
+            raise ValueError("augment.blur_um needs the patches' mpps (Augmenter(config, mpps=...))")
 
     def __call__(
         self, patches: np.ndarray, mask: np.ndarray, rng: np.random.Generator
@@ -50,6 +72,11 @@ class Augmenter:
             hed_shift = rng.uniform(-cfg.hed, cfg.hed, size=3)
         else:
             hed_scale, hed_shift = np.ones(3), np.zeros(3)
+        if cfg.blur_um > 0:
+            sigma_um = float(rng.uniform(0.0, cfg.blur_um))
+            if len(self.mpps) != len(patches):
+                raise ValueError(f"{len(patches)} patches but {len(self.mpps)} mpps {list(self.mpps)}")
+            patches = blur(patches, [sigma_um / m for m in self.mpps])
         patches = colour(
             patches,
             brightness=brightness,
@@ -85,6 +112,22 @@ def geometric(
         patches = patches[:, ::-1]
         mask = mask[::-1]
     return np.ascontiguousarray(patches), np.ascontiguousarray(mask)
+
+
+def blur(patches: np.ndarray, sigmas_px: Sequence[float]) -> np.ndarray:
+    """Gaussian-blur patch ``j`` of ``(J, H, W, 3)`` uint8 by ``sigmas_px[j]`` pixels (mirror at the edges).
+
+    Sigmas below :data:`MIN_BLUR_PX` leave their patch unchanged (all of them: the input is returned).
+    """
+    if all(s < MIN_BLUR_PX for s in sigmas_px):
+        return patches
+    out = patches.copy()
+    for j, sigma in enumerate(sigmas_px):
+        if sigma >= MIN_BLUR_PX:
+            smooth = ndimage.gaussian_filter(patches[j], sigma=(sigma, sigma, 0.0), mode="mirror", output=np.float32)
+            # a normalised positive kernel keeps values in [0, 255]: round half up, no clipping needed
+            out[j] = (smooth + np.float32(0.5)).astype(np.uint8)
+    return out
 
 
 def colour(

@@ -389,7 +389,7 @@ def load_datasets(config: Config, *, rank: int = 0, world_size: int = 1) -> tupl
         train_slides,
         stream=TRAIN_STREAM,
         jitter_um=config.sampling.jitter_um,
-        augment=Augmenter(config.augment) if config.augment.enabled else None,
+        augment=Augmenter(config.augment, tuple(config.model.mpps)) if config.augment.enabled else None,
         **common,
     )
     if config.sampling.val_positive_fraction is not None:

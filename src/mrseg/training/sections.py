@@ -170,6 +170,13 @@ class AugmentConfig(Section):
     contrast: float = Field(default=0.1, ge=0.0, description="multiplicative about the mean")
     saturation: float = Field(default=0.1, ge=0.0, description="multiplicative blend with grey")
     hed: float = Field(default=0.03, ge=0.0, description="H&E optical-density jitter (scale and shift sigma)")
+    blur_um: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=8.0,
+        description="Gaussian blur (scanner focus): sigma drawn U(0, blur_um) microns per sample, "
+        "sigma_um / mpp_j pixels in patch j (0: off)",
+    )
 
 
 class TrainConfig(Section):
