@@ -182,3 +182,34 @@ def test_sparse_images_are_read_only_where_they_hold_something(tmp_path: Path) -
     np.testing.assert_array_equal(tifffile.imread(path), data)
     with tifffile.TiffFile(path) as tif:
         np.testing.assert_array_equal(tif.pages[1].asarray(), reduce2(data, "mean"))
+
+
+def test_mostly_blank_levels_are_encoded_on_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread count follows the share of tiles with pixels; the file is the same byte for byte either way."""
+    import mrseg.wsi.tiff as tiff_module
+    from mrseg.wsi.pyramid_tiles import content_tiles
+
+    data = np.zeros((640, 640), np.uint8)
+    data[40:90, 100:170] = np.random.default_rng(2).integers(1, 255, (50, 70), dtype=np.uint8)
+    filled = np.ones((20, 20), bool)
+    filled[1:3, 3:6] = False
+    image = SparseImage(data, filled)
+    assert content_tiles(image, 32) == 2 * 3 and content_tiles(data, 32) == 400
+    monkeypatch.setattr(tiff_module, "ENCODE_THREADS", 3)
+    assert tiff_module.encode_threads(6, 400) == 1 and tiff_module.encode_threads(50, 400) == 3
+    used: list[int] = []
+    real = tiff_module.write_level
+
+    def spy(*args: object, **kwargs: object) -> None:
+        used.append(int(args[5]))  # type: ignore[call-overload]
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tiff_module, "write_level", spy)
+    sparse = write_pyramidal_tiff(tmp_path / "a.tif", image, 2.0, compression="zlib", tile=32, min_size=32)
+    assert used[:2] == [1, 1]  # 6 of 400 and 2-4 of 100 tiles hold pixels
+    used.clear()
+    monkeypatch.setattr(tiff_module, "THREADED_MIN_SHARE", 0.0)
+    threaded = write_pyramidal_tiff(tmp_path / "b.tif", image, 2.0, compression="zlib", tile=32, min_size=32)
+    assert set(used) == {3}
+    assert sparse.read_bytes() == threaded.read_bytes()
+    np.testing.assert_array_equal(tifffile.imread(sparse), data)

@@ -91,6 +91,22 @@ def tile_grid(shape: tuple[int, int], tile: int) -> tuple[int, int]:
     return (-(-shape[0] // tile), -(-shape[1] // tile))
 
 
+def content_tiles(image: Any, tile: int) -> int:
+    """How many of ``image``'s level-0 tiles may hold something: those ``region_is_fill`` does not rule out.
+
+    Every tile of an image without ``region_is_fill`` (a dense array) counts.
+    """
+    rows, cols = tile_grid((int(image.shape[0]), int(image.shape[1])), tile)
+    if not hasattr(image, "region_is_fill"):
+        return rows * cols
+    h, w = int(image.shape[0]), int(image.shape[1])
+    return sum(
+        not image.region_is_fill(y0, min(h, y0 + tile), x0, min(w, x0 + tile))
+        for y0 in range(0, h, tile)
+        for x0 in range(0, w, tile)
+    )
+
+
 def level0_tiles(image: Any, tile: int) -> Iterator[Tile]:
     """Yield the tiles of ``image`` (``(H, W[, C])`` array-like) in row-major order, flat ones as :class:`Flat`.
 
@@ -129,6 +145,8 @@ class TileSpill:
         self._fd, self._path = handle, Path(name)
         self._size = 0
         self._index: dict[tuple[int, int], Flat | tuple[int, tuple[int, ...]]] = {}
+        #: Tiles kept with their pixels (not flat).
+        self.stored = 0
 
     def put(self, row: int, col: int, tile: Tile) -> None:
         """Keep tile ``(row, col)``."""
@@ -139,6 +157,7 @@ class TileSpill:
         os.pwrite(self._fd, data.tobytes(), self._size)
         self._index[(row, col)] = (self._size, tuple(data.shape))
         self._size += data.nbytes
+        self.stored += 1
 
     def get(self, row: int, col: int) -> Tile:
         """Tile ``(row, col)`` (a :class:`Flat` tile or a read-only array)."""
@@ -212,4 +231,11 @@ def _pixels(tile: Tile) -> np.ndarray:
     return tile.array() if isinstance(tile, Flat) else np.asarray(tile)
 
 
-__all__ = ["Downsample", "Flat", "Halver", "Tile", "TileSpill", "flat_or_array", "level0_tiles", "reduce2", "tile_grid"]
+__all__ = [
+    "Downsample",
+    "Flat",
+    "Halver",
+    "Tile",
+    "TileSpill",
+    "content_tiles",
+    "flat_or_array", "level0_tiles", "reduce2", "tile_grid"]

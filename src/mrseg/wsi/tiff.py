@@ -29,13 +29,18 @@ import tifffile
 
 from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import SlideError
-from mrseg.wsi.pyramid_tiles import Downsample, Flat, Halver, Tile, TileSpill, level0_tiles
+from mrseg.wsi.pyramid_tiles import Downsample, Flat, Halver, Tile, TileSpill, content_tiles, level0_tiles, tile_grid
 
 log = logging.getLogger(__name__)
 
 #: Threads encoding tiles (tifffile's ``maxworkers``) and the most bytes of tiles they hold at once.
 ENCODE_THREADS = min(4, os.cpu_count() or 1)
 ENCODE_BUFFER_BYTES = 32 * 1024 * 1024
+#: A level is encoded on :data:`ENCODE_THREADS` threads only when at least this share of its tile
+#: positions hold pixels to encode. tifffile hands every position, even a shared blank one, to its
+#: thread pool (about 50 µs each on the development machine against about 1 ms to compress a
+#: 256-px tile), so a mostly blank level is written faster on one thread.
+THREADED_MIN_SHARE = 1 / 8
 #: numpy type of the TIFF field types of tile offsets and byte counts (SHORT, LONG, LONG8).
 _TAG_TYPES = {3: "u2", 4: "u4", 16: "u8"}
 #: First four bytes of little/big-endian classic TIFF and BigTIFF files.
@@ -137,13 +142,27 @@ def plan_pyramid(
     )
 
 
+def encode_threads(content: int, positions: int) -> int:
+    """Threads to encode a level of ``positions`` tiles of which ``content`` hold pixels.
+
+    :data:`ENCODE_THREADS` when ``content`` is at least :data:`THREADED_MIN_SHARE` of ``positions``, else 1.
+    """
+    return ENCODE_THREADS if content >= THREADED_MIN_SHARE * positions else 1
+
+
 def write_level(
-    tw: tifffile.TiffWriter, plan: PyramidPlan, index: int, tiles: Iterator[Any], description: str | None
+    tw: tifffile.TiffWriter,
+    plan: PyramidPlan,
+    index: int,
+    tiles: Iterator[Any],
+    description: str | None,
+    threads: int = ENCODE_THREADS,
 ) -> None:
     """Append level ``index`` (tiled, with its resolution tags) to an open TIFF.
 
     ``tiles`` yields the level's ``tile x tile`` tiles in row-major order (zero-padded at the
-    edges), or None for a tile whose bytes are given later by :func:`share_tiles`.
+    edges), or None for a tile whose bytes are given later by :func:`share_tiles`; ``threads``
+    encode them.
     """
     resolution = plan.px_per_cm / 2**index
     tw.write(
@@ -157,7 +176,7 @@ def write_level(
         subfiletype=0 if index == 0 else 1,
         description=description if index == 0 else None,
         metadata=None,
-        maxworkers=ENCODE_THREADS,
+        maxworkers=threads,
         buffersize=ENCODE_BUFFER_BYTES,
     )
 
@@ -289,14 +308,17 @@ def write_pyramidal_tiff(
         dedup = TileDeduper(plan)
         with tifffile.TiffWriter(tmp, bigtiff=plan.bigtiff) as tw:
             tiles: Iterator[Tile] = level0_tiles(level0, plan.tile)
+            content = content_tiles(level0, plan.tile)
             for index in range(len(plan.shapes)):
+                rows, cols = tile_grid(plan.shapes[index], plan.tile)
+                threads = encode_threads(content, rows * cols)
                 spill = None
                 if index + 1 < len(plan.shapes):
                     spill = TileSpill(Path(scratch), plan.level_shape(index + 1), plan.tile, plan.dtype)
                 halver = None if spill is None else Halver(plan.level_shape(index), plan.tile, downsample, spill)
-                write_level(tw, plan, index, level_tiles(tiles, index, dedup, halver), description)
+                write_level(tw, plan, index, level_tiles(tiles, index, dedup, halver), description, threads)
                 if spill is not None:
-                    tiles = spill.tiles()
+                    tiles, content = spill.tiles(), spill.stored
         share_tiles(tmp, dedup.repeats)
         log.debug(
             "wrote %s: %d levels, level 0 %s at %.4g mpp, %d tiles encoded, %d shared",
