@@ -8,6 +8,11 @@ does), and measures side by side:
 * ``naive J=4``: ``read_concentric`` per centre (J independent reads per centre);
 * ``grid J=4``: ``read_concentric_grid`` (each level's covering region read once per chunk).
 
+Then the path of ``mrseg predict`` (:class:`mrseg.inference.reader.ChunkReader`): the centres in
+chunks of ``--chunk``, each chunk one ``read_concentric_grid`` call, read by a pool of 1 and of
+``--threads`` loader threads with one slide handle each, for J = 1 and J = 4; decoding and
+resampling then run on several threads at once (OpenSlide and the resampler release the GIL).
+
 For each: patches/s (one patch = one centre, all its resolutions) and **read amplification** =
 level pixels fetched from the file / distinct level pixels the requested patches need (per
 level, union of what the patches need; 1.0 = every needed pixel read once). Both aligned centres
@@ -28,15 +33,17 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mrseg.core.input_spec import InputSpec
-from mrseg.wsi.concentric import iter_concentric_grid, read_concentric
+from mrseg.wsi.concentric import iter_concentric_grid, read_concentric, read_concentric_grid
 from mrseg.wsi.slide import Slide
 from mrseg.wsi.tiff import write_pyramidal_tiff
 
@@ -98,6 +105,60 @@ def run_once(path: Path, backend: str, run: Callable[[Slide], None]) -> tuple[fl
         return time.perf_counter() - start, slide.pixels_read, slide.reads
 
 
+def run_chunks(path: Path, backend: str, centres: np.ndarray, spec: InputSpec, threads: int, chunk: int) -> float:
+    """Seconds to read every centre's patches in chunks on ``threads`` loader threads (predict's reader)."""
+    local = threading.local()
+    handles: list[Slide] = []
+    lock = threading.Lock()
+
+    def read(index: np.ndarray) -> np.ndarray:
+        slide = getattr(local, "slide", None)
+        if slide is None:
+            slide = Slide.open(path, backend=backend)
+            local.slide = slide
+            with lock:
+                handles.append(slide)
+        return read_concentric_grid(slide, centres[index], spec, chunk_px=1 << 30)
+
+    chunks = np.array_split(np.arange(len(centres)), max(1, -(-len(centres) // chunk)))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads, thread_name_prefix="bench-read") as pool:
+        for _ in pool.map(read, chunks):
+            pass
+    seconds = time.perf_counter() - start
+    for handle in handles:
+        handle.close()
+    return seconds
+
+
+def threaded_section(
+    path: Path, backend: str, spec: InputSpec, single: InputSpec, args: argparse.Namespace, step_l0: float
+) -> list[dict[str, Any]]:
+    """Patches/s of predict's chunked reads, J = 1 and J = 4, on 1 and ``args.threads`` threads (interleaved)."""
+    rows: list[dict[str, Any]] = []
+    thread_counts = sorted({1, args.threads})
+    for centring, offset in (("aligned", 0.0), ("sub-pixel", 0.37)):
+        centres = grid_centres(args.slide_px, args.grid, step_l0, offset)
+        best: dict[tuple[int, int], float] = {}
+        for _ in range(args.repeats):
+            for j, s in ((1, single), (spec.num_resolutions, spec)):
+                for t in thread_counts:
+                    seconds = run_chunks(path, backend, centres, s, t, args.chunk)
+                    best[(j, t)] = min(best.get((j, t), float("inf")), seconds)
+        for (j, t), seconds in sorted(best.items()):
+            rows.append(
+                {
+                    "centring": centring,
+                    "J": j,
+                    "threads": t,
+                    "centres": len(centres),
+                    "seconds": seconds,
+                    "patches_per_s": len(centres) / seconds,
+                }
+            )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slide-px", type=int, default=16384, help="slide edge in level-0 pixels (>= 16384)")
@@ -106,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mpps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs; the best time is kept")
+    parser.add_argument("--threads", type=int, default=2, help="loader threads of the chunked (predict) reads")
+    parser.add_argument("--chunk", type=int, default=64, help="centres per chunk (predict: chunk_tiles 8, 64 tiles)")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / "results" / "cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "concentric_read.json")
     args = parser.parse_args(argv)
@@ -215,6 +278,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"grid/naive {rt['grid_over_naive_throughput']:.2f}x, amplification grid {rt['grid_amplification']:.2f} "
             f"(target <= 1.5) vs naive {rt['naive_amplification']:.2f}"
         )
+    threaded = threaded_section(path, backend, spec, single, args, step_l0)
+
+    def rate(centring: str, j: int, t: int) -> float:
+        return next(
+            r["patches_per_s"] for r in threaded if r["centring"] == centring and r["J"] == j and r["threads"] == t
+        )
+
+    j4, most = spec.num_resolutions, max(r["threads"] for r in threaded)
+    print(f"\npredict's chunked reads ({args.chunk} centres per chunk), patches/s, best of {args.repeats}")
+    print(f"{'centring':<10} {'J':>2} {'threads':>7} {'patch/s':>8}")
+    for r in threaded:
+        print(f"{r['centring']:<10} {r['J']:>2} {r['threads']:>7} {r['patches_per_s']:>8.1f}")
+    for centring in ("aligned", "sub-pixel"):
+        ratios[centring]["chunked_J4_threads_over_single_1_thread"] = rate(centring, j4, most) / rate(centring, 1, 1)
+        ratios[centring]["chunked_J4_over_single_same_threads"] = rate(centring, j4, most) / rate(centring, 1, most)
+        print(
+            f"{centring}: J={j4} on {most} threads / J=1 on 1 thread "
+            f"{ratios[centring]['chunked_J4_threads_over_single_1_thread']:.2f} (issue 14 target >= 0.6); "
+            f"J={j4} / J=1 both on {most} threads {ratios[centring]['chunked_J4_over_single_same_threads']:.2f}"
+        )
+    result["threaded"] = threaded
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
