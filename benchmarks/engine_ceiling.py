@@ -27,9 +27,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_result
 from peer import make_checkpoint
 
 from mrseg.inference.predictor import prepare_model
@@ -166,17 +165,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "engine_ceiling",
         "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "load_end": os.getloadavg(),
-        },
+        "machine": {**machine(), "torch": torch.__version__},
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_result(args.out, result)
     return result
 
 

@@ -21,9 +21,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import machine, write_result
 
 import mrseg.wsi.tiff as tiff
 
@@ -133,12 +132,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "tiff_writer",
         "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_end": os.getloadavg()},
+        "machine": machine(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_result(args.out, result)
     return result
 
 

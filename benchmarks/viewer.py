@@ -24,7 +24,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from common import machine, write_result
 from concentric_read import SLIDE_MPP, make_slide
 
 from mrseg.wsi.tiff import write_pyramidal_tiff
@@ -185,12 +185,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "map_mpp": MAP_MPP,
         "tile_px": TILE_PX + 2 * OVERLAP,
         "rows": rows,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "command": "python benchmarks/viewer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_result(args.out, result)
     return result
 
 
