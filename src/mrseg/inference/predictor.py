@@ -13,11 +13,12 @@ with frozen weights; the first batch compiles, which takes a minute or more, and
 padded to its size so nothing recompiles); ``"onnx"``: ONNX Runtime on the CPU
 (:mod:`mrseg.inference.onnx_engine`).
 
-Measured on the 2-core development VM (``benchmarks/models.py --engines``; README, Performance):
-batch-norm folding 1.1-1.2x over the unfolded channels-last path, ONNX Runtime about 1.4x,
-``torch.compile`` about 1.4x after its compilation; bf16 autocast is 1.9-2.8x faster only on CPUs
-with native bf16 (AVX512-BF16 / AMX), at ~1e-3 absolute logit error, so it is opt-in
-(``precision="bf16"``, or ``"auto"`` to use it only where it is native).
+Measured model-only on the idle 2-core development VM (AVX2), U-Net width 16 depth 4, 256 px, batch 8
+(``benchmarks/engine_ceiling.py``; docs/performance.md): the torch engine is 1.07-1.10x the unfolded
+network fed a channels-last input, ONNX Runtime 1.07-1.20x, TorchScript frozen 0.81-1.01x (not an
+engine). bf16 autocast is 5-6x *slower* there; it pays only on CPUs with native bf16 (AVX512-BF16 /
+AMX), at ~1e-3 absolute logit error, so it is opt-in (``precision="bf16"``, or ``"auto"`` to use it
+only where it is native).
 
 Usage::
 
