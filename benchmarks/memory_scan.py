@@ -17,6 +17,11 @@ Usage::
     python benchmarks/memory_scan.py                                   # 8k, 16k, 32k, 64k, CAMELYON size
     python benchmarks/memory_scan.py --sizes 8192 16384 32768 --out /tmp/scan.json
     python benchmarks/memory_scan.py --sizes 8192 100000x200000        # HEIGHTxWIDTH also accepted
+    python benchmarks/memory_scan.py --slide-mpp 0.243 --sizes 16384 100000x200000   # CAMELYON16's mpp
+
+A slide's physical area, not its pixel count, sets the size of the tissue thumbnail (8 µm/px):
+100,000 x 200,000 px at 0.5 µm/px is 50 x 100 mm, larger than a glass slide, while a CAMELYON16
+scan of that many pixels at 0.243 µm/px is 24 x 49 mm.
 """
 
 from __future__ import annotations
@@ -79,14 +84,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
-def make_slide(path: Path, height: int, width: int, block: int) -> float:
-    """Write the sparse slide once; seconds taken (0 when it already existed)."""
+def make_slide(path: Path, height: int, width: int, block: int, mpp: float = 0.5) -> float:
+    """Write the sparse slide (level 0 at ``mpp`` µm/px) once; seconds taken (0 when it already existed)."""
     from mrseg.wsi.tiff import write_pyramidal_tiff
 
     if path.exists():
         return 0.0
     t0 = time.perf_counter()
-    write_pyramidal_tiff(path, SparseSlide(height, width, block), 0.5, compression="jpeg", quality=85)
+    write_pyramidal_tiff(path, SparseSlide(height, width, block), mpp, compression="jpeg", quality=85)
     return time.perf_counter() - t0
 
 
@@ -156,6 +161,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["8192", "16384", "32768", "65536", "100000x200000"])
     p.add_argument("--block", type=int, default=3072, help="edge of the textured square (px, multiple of 256)")
+    p.add_argument(
+        "--slide-mpp",
+        type=float,
+        default=0.5,
+        help="level-0 µm/px of the slides (CAMELYON16 scans: 0.243; the model reads at 0.5)",
+    )
     p.add_argument("--width", type=int, default=8, help="U-Net base width")
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
@@ -178,12 +189,13 @@ def main() -> None:
     rows, load = [], []
     for text in args.sizes:
         h, w = parse_size(text)
-        slide = work / f"sparse_{h}x{w}.tif"
-        gen_s = make_slide(slide, h, w, args.block)
+        slide = work / f"sparse_{h}x{w}_{args.slide_mpp:g}mpp.tif"
+        gen_s = make_slide(slide, h, w, args.block, args.slide_mpp)
         load.append(os.getloadavg()[0])
         cfg = {"checkpoint": str(ckpt), "slide": str(slide), "out": str(work / f"out_{h}x{w}")}
         r = run_child({**cfg, "threads": args.threads, "batch_size": args.batch_size})
-        r |= {"height": h, "width": w, "slide_mb": slide.stat().st_size / 2**20, "slide_write_s": gen_s}
+        r |= {"height": h, "width": w, "slide_mpp": args.slide_mpp, "slide_write_s": gen_s}
+        r["slide_mb"] = slide.stat().st_size / 2**20
         rows.append(r)
         print(f"{h}x{w}: {r['tiles']} tiles, {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     print_table(rows)
