@@ -38,3 +38,26 @@ def test_tissue_filter_keeps_tiles_touching_tissue() -> None:
     kept = tiling.origins_map.tolist()
     assert kept[:4] == [[0, 0], [32, 0], [0, 32], [32, 32]]  # the tiles over the tissue, in grid order
     assert [288, 192] not in kept and tiling.n_tiles < every.n_tiles // 4
+
+
+@pytest.mark.parametrize("slide_mpp", [0.243, 0.25, 0.5])
+def test_tissue_filter_keeps_exactly_the_tiles_over_tissue_at_any_mpp(slide_mpp: float) -> None:
+    """Tiles whose boxes cut mask pixels (CAMELYON16's 0.243 µm/px) keep no blank tile below or right of tissue.
+
+    The summed-area table's interpolation leaves a rounding error (~1e-16 of the tissue count) on blank
+    boxes; it must not read as tissue. Expected: the tiles whose box overlaps the tissue block with a
+    positive area, from plain interval geometry.
+    """
+    mask = np.zeros((200, 200), bool)
+    mask[90:110, 90:110] = True  # one block, mask pixels at 8 µm
+    w0 = h0 = round(200 * 8.0 / slide_mpp)
+    tissue = TissueMask(mask=mask, mpp=8.0, box_l0=(0.0, 0.0, float(w0), float(h0)), source="test")
+    every = make_tiling((w0, h0), slide_mpp, 0.5, 256, 0.0, 8)
+    boxes = every.boxes_l0()  # level-0 px
+    scale = w0 / 200.0  # level-0 px per mask pixel
+    x_hit = (boxes[:, 0] < 110 * scale) & (boxes[:, 2] > 90 * scale)
+    y_hit = (boxes[:, 1] < 110 * scale) & (boxes[:, 3] > 90 * scale)
+    expected = every.origins_map[x_hit & y_hit].tolist()
+    kept = make_tiling((w0, h0), slide_mpp, 0.5, 256, 0.0, 8, keep=tissue_filter(tissue))
+    assert kept.origins_map.tolist() == expected
+    assert 4 <= len(expected) <= 100 < every.n_tiles
