@@ -11,6 +11,7 @@ operating system (glibc ``malloc_trim``: about 0.4 GB after an MRN), which bound
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import logging
 import multiprocessing
@@ -61,6 +62,15 @@ def _cpu_seconds() -> float:
 _PR_SET_PDEATHSIG = 1
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, loaded once per process; None where there is none (macOS, Windows, musl without the name)."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def _init_worker(level: int, parent: int) -> None:
     """Logging as in the parent, and the worker's end with its parent (no orphan left training)."""
     follow_parent(parent)
@@ -73,10 +83,10 @@ def follow_parent(parent: int) -> None:
     Without it, a demo killed by SIGKILL, or interrupted while its workers run, leaves them training
     in the background until their task ends. Elsewhere (no ``prctl``) this is a no-op.
     """
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux/glibc
+    libc = _libc()
+    if libc is None or not hasattr(libc, "prctl"):  # not Linux/glibc
         return
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request
         os._exit(1)
 
@@ -84,10 +94,9 @@ def follow_parent(parent: int) -> None:
 def release_memory() -> None:
     """Collect garbage and give freed heap back to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):  # glibc only
+        libc.malloc_trim(0)
 
 
 def _timed(fn: Callable[..., StageOut], args: tuple[Any, ...]) -> tuple[StageOut, float, float]:
