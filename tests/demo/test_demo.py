@@ -33,6 +33,7 @@ from mrseg.demo.results import LESION_HEADERS, lesion_metrics, lesion_rows
 from mrseg.demo.seeds import (
     aggregate_markdown,
     aggregate_seeds,
+    best_unet,
     main,
     paired_difference,
     paired_differences,
@@ -540,3 +541,14 @@ def test_seed_goals_per_mrn_and_seed() -> None:
     # a results.json without mimic scores never meets the goal
     del runs[0]["models"]["mrn_bilinear"]["mimic_by_split"]
     assert not seed_goals(runs)[0].met and seed_goals(runs)[0].mimic is None
+
+
+def test_a_unet_without_a_score_is_left_out_alike_by_goals_and_paired_differences() -> None:
+    """A U-Net whose AUC is NaN (e.g. no positive pixel predicted) neither wins nor blocks a win."""
+    runs = [_hand_run(0, {"unet_2": (float("nan"), 0.70), "unet_4": (0.95, 0.80), "mrn_bilinear": (0.97, 0.85)})]
+    assert best_unet(runs[0]["models"], "test", "auc") == ("unet_4", 0.95)
+    assert best_unet({"mrn_bilinear": runs[0]["models"]["mrn_bilinear"]}, "test", "auc") is None
+    goal = seed_goals(runs)[0]
+    assert goal.beats_auc and goal.beats_dice
+    d = paired_difference(runs, "mrn_bilinear", "test", "auc")
+    assert d.rivals == ("unet_4",) and d.diffs == pytest.approx((0.02,))

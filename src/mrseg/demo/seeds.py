@@ -61,21 +61,34 @@ class SeedGoal:
         )
 
 
+def best_unet(models: Mapping[str, Any], split: str, metric: str) -> tuple[str, float] | None:
+    """The U-Net (``unet_*`` key) with the highest ``metric`` on ``split`` and that value; NaN values are left out.
+
+    None when no U-Net has a value. "Beats every U-Net" means beating this one.
+    """
+    values = {k: float(v[split][metric]) for k, v in models.items() if k.startswith("unet")}
+    values = {k: v for k, v in values.items() if not math.isnan(v)}
+    if not values:
+        return None
+    key = max(values, key=lambda k: values[k])
+    return key, values[key]
+
+
 def seed_goals(runs: Sequence[Mapping[str, Any]]) -> list[SeedGoal]:
     """:class:`SeedGoal` of every MRN (``mrn_*``) on every run, in run order."""
     goals = []
     for run in runs:
         models = run["models"]
-        unets = [k for k in models if k.startswith("unet")]
         for key in (k for k in models if k.startswith("mrn")):
             test = models[key]["test"]
             mimic = models[key].get("mimic_by_split", {}).get("test") or models[key].get("mimic") or {}
+            auc, dice = best_unet(models, "test", "auc"), best_unet(models, "test", "dice")
             goals.append(
                 SeedGoal(
                     run.get("seed"),
                     key,
-                    all(test["auc"] > models[u]["test"]["auc"] for u in unets),
-                    all(test["dice"] > models[u]["test"]["dice"] for u in unets),
+                    auc is not None and float(test["auc"]) > auc[1],
+                    dice is not None and float(test["dice"]) > dice[1],
                     mimic.get("tumour_mean"),
                     mimic.get("mimic_mean"),
                 )
@@ -179,15 +192,12 @@ def paired_difference(runs: Sequence[Mapping[str, Any]], model: str, split: str,
     """
     diffs, rivals = [], []
     for run in runs:
-        models = run["models"]
-        unets = {k: float(v[split][metric]) for k, v in models.items() if k.startswith("unet")}
-        unets = {k: v for k, v in unets.items() if not math.isnan(v)}
-        value = float(models[model][split][metric])
-        if not unets or math.isnan(value):
+        rival = best_unet(run["models"], split, metric)
+        value = float(run["models"][model][split][metric])
+        if rival is None or math.isnan(value):
             continue
-        rival = max(unets, key=lambda k: unets[k])
-        diffs.append(value - unets[rival])
-        rivals.append(rival)
+        diffs.append(value - rival[1])
+        rivals.append(rival[0])
     n = len(diffs)
     mean = statistics.fmean(diffs) if diffs else math.nan
     sd = statistics.stdev(diffs) if n > 1 else math.nan
@@ -272,6 +282,7 @@ __all__ = [
     "SeedGoal",
     "aggregate_markdown",
     "aggregate_seeds",
+    "best_unet",
     "main",
     "paired_difference",
     "paired_differences",
