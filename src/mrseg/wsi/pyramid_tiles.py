@@ -238,4 +238,8 @@ __all__ = [
     "Tile",
     "TileSpill",
     "content_tiles",
-    "flat_or_array", "level0_tiles", "reduce2", "tile_grid"]
+    "flat_or_array",
+    "level0_tiles",
+    "reduce2",
+    "tile_grid",
+]
