@@ -43,9 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_result
 from peer import make_checkpoint
 
+from mrseg.core.input_spec import InputSpec
 from mrseg.inference.predictor import prepare_model
 from mrseg.models.checkpoint import load_checkpoint
 from mrseg.models.fold import fold_batch_norm
+from mrseg.models.inputs import to_tensor
 
 
 def peer_path(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
@@ -60,28 +62,36 @@ def peer_path(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+#: mrseg's own input conversion (:func:`mrseg.models.inputs.to_tensor`) with mean 0 and std 1, so that
+#: every variant sees the peer's values (uint8 / 255) and only the layout and the engine differ.
+UNIT_SPEC = InputSpec((0.5,), 256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def mrseg_input(batch: np.ndarray) -> torch.Tensor:
+    """``uint8 (N, H, W, 3)`` -> float32 ``(N, 1, 3, H, W)`` in [0, 1], channels-last memory, as predict makes it."""
+    return to_tensor(batch[:, np.newaxis], UNIT_SPEC, channels_last=True)
+
+
 def engine_path(model: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
-    """mrseg's batch path: uint8 NHWC -> (N, 1, 3, H, W) float in [0, 1] (channels-last memory) -> probability."""
+    """mrseg's batch path: :func:`mrseg_input` -> an engine's model -> sigmoid -> numpy probability."""
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(dtype=torch.float32).permute(0, 3, 1, 2).mul_(1.0 / 255.0)
-            return torch.sigmoid(model(x.unsqueeze(1))).numpy()
+            return torch.sigmoid(model(mrseg_input(batch))).numpy()
 
     return run
 
 
-def jit_path(net: torch.nn.Module, example: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
+def jit_path(net: torch.nn.Module, example: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """TorchScript, frozen and optimised for inference, of the folded channels-last network."""
     fold_batch_norm(net.eval())
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     with torch.no_grad():
-        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, example)))
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, mrseg_input(example))))
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            x = torch.from_numpy(batch).to(dtype=torch.float32).permute(0, 3, 1, 2).mul_(1.0 / 255.0)
-            return torch.sigmoid(frozen(x)).numpy()
+            return torch.sigmoid(frozen(mrseg_input(batch))).numpy()
 
     return run
 
@@ -107,7 +117,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ckpt = load_checkpoint(ckpt_path)
         rng = np.random.default_rng(0)
         batch = rng.integers(0, 256, (args.batch, args.tile, args.tile, 3), dtype=np.uint8)
-        example = torch.rand(args.batch, 3, args.tile, args.tile).contiguous(memory_format=torch.channels_last)
 
         variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         setup_s: dict[str, float] = {}
@@ -115,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         builders: list[tuple[str, Callable[[], Callable[[np.ndarray], np.ndarray]]]] = [
             ("peer path", lambda: peer_path(ckpt.build_model())),
             *[(f"mrseg {e}", lambda e=e: engine_path(prepare_model(ckpt, "cpu", "fp32", e))) for e in engines],
-            ("jit frozen", lambda: jit_path(ckpt.build_model(), example)),
+            ("jit frozen", lambda: jit_path(ckpt.build_model(), batch)),
         ]
         for name, build in builders:
             start = time.perf_counter()

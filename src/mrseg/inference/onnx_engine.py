@@ -9,7 +9,7 @@ verified against PyTorch before the file is kept). The file is cached under
 
 ONNX Runtime's CPU provider runs the convolutions in its blocked ``NCHWc`` layout with bias and
 ReLU fused. On the development machine (2-core AVX2) it is within 10 % of the torch engine, model
-only (``benchmarks/engine_ceiling.py``: 1.07-1.20x against 1.07-1.10x of the same reference, idle),
+only (``benchmarks/engine_ceiling.py``: 1.04-1.20x against 1.02-1.10x of the same reference, idle),
 and slower end to end in a loaded head to head (docs/performance.md), so ``torch`` stays the default.
 The predictor takes and returns what the torch engine does:
 float32 ``(N, J, 3, H, W)`` -> float32 logits ``(N, C, H, W)``. ``onnx``, ``onnxscript`` and

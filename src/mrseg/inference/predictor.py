@@ -14,8 +14,8 @@ padded to its size so nothing recompiles); ``"onnx"``: ONNX Runtime on the CPU
 (:mod:`mrseg.inference.onnx_engine`).
 
 Measured model-only on the idle 2-core development VM (AVX2), U-Net width 16 depth 4, 256 px, batch 8
-(``benchmarks/engine_ceiling.py``; docs/performance.md): the torch engine is 1.07-1.10x the unfolded
-network fed a channels-last input, ONNX Runtime 1.07-1.20x, TorchScript frozen 0.81-1.01x (not an
+(``benchmarks/engine_ceiling.py``; docs/performance.md): the torch engine is 1.02-1.10x the unfolded
+network fed a channels-last input, ONNX Runtime 1.04-1.20x, TorchScript frozen 0.81-1.01x (not an
 engine). bf16 autocast is 5-6x *slower* there; it pays only on CPUs with native bf16 (AVX512-BF16 /
 AMX), at ~1e-3 absolute logit error, so it is opt-in (``precision="bf16"``, or ``"auto"`` to use it
 only where it is native).
