@@ -79,10 +79,10 @@ def seed_goals(runs: Sequence[Mapping[str, Any]]) -> list[SeedGoal]:
     goals = []
     for run in runs:
         models = run["models"]
+        auc, dice = best_unet(models, "test", "auc"), best_unet(models, "test", "dice")
         for key in (k for k in models if k.startswith("mrn")):
             test = models[key]["test"]
             mimic = models[key].get("mimic_by_split", {}).get("test") or models[key].get("mimic") or {}
-            auc, dice = best_unet(models, "test", "auc"), best_unet(models, "test", "dice")
             goals.append(
                 SeedGoal(
                     run.get("seed"),
