@@ -85,6 +85,28 @@ def test_deterministic_on_cpu(data: Path, tmp_path: Path) -> None:
     assert not _same(_state(tmp_path / "a" / "last.pt"), _state(tmp_path / "c" / "last.pt"))
 
 
+def test_deterministic_mode_skips_the_nan_fill_and_changes_nothing(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch.utils.deterministic as det
+
+    from mrseg.training import loop, state
+
+    cfg = load_config(None, tiny_overrides(data, **{"train.epochs": 1}))
+    train(cfg, tmp_path / "fast", device="cpu")
+    assert torch.are_deterministic_algorithms_enabled() and det.fill_uninitialized_memory is False
+
+    def seed_with_fill(seed: int, *, deterministic: bool = True) -> None:
+        state.seed_everything(seed, deterministic=deterministic)
+        det.fill_uninitialized_memory = True  # torch's default: NaN in every new tensor
+
+    monkeypatch.setattr(loop, "seed_everything", seed_with_fill)
+    train(cfg, tmp_path / "filled", device="cpu")
+    assert det.fill_uninitialized_memory is True
+    det.fill_uninitialized_memory = False
+    assert _same(_state(tmp_path / "fast" / "last.pt"), _state(tmp_path / "filled" / "last.pt"))
+
+
 def test_resume_is_exact(data: Path, tmp_path: Path) -> None:
     two = load_config(None, tiny_overrides(data, **{"train.scheduler": "step", "train.scheduler_step": 1}))
     train(two, tmp_path / "full", device="cpu")
