@@ -48,6 +48,41 @@ def test_neutral_colour_is_identity() -> None:
     assert colour(patches) is patches
 
 
+def _colour_reference(
+    patches: np.ndarray,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hed_scale: np.ndarray,
+    hed_shift: np.ndarray,
+) -> np.ndarray:
+    """The colour jitter written as plain expressions (the implementation before it was done in place)."""
+    from skimage.color import hed_from_rgb, rgb_from_hed
+
+    hed_m, rgb_m = np.asarray(hed_from_rgb, np.float32), np.asarray(rgb_from_hed, np.float32)
+    od = -np.log((patches.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+    hed = (od @ hed_m) * hed_scale.astype(np.float32) + hed_shift.astype(np.float32)
+    img = np.exp(-(hed @ rgb_m)) * np.float32(256.0 / 255.0) - np.float32(1.0 / 255.0)
+    img = img + np.float32(brightness)
+    mean = img.mean(dtype=np.float32)
+    img = (img - mean) * np.float32(contrast) + mean
+    grey = (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, None]
+    img = grey + (img - grey) * np.float32(saturation)
+    return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8).reshape(patches.shape)
+
+
+def test_colour_is_bytewise_the_plain_formula() -> None:
+    # the in-place implementation (optical densities from a table) gives exactly the plain expressions' bytes
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        shape = (int(rng.integers(1, 5)), int(rng.integers(1, 70)), int(rng.integers(1, 70)), 3)
+        patches = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        b, c, s = rng.uniform(-0.2, 0.2), 1 + rng.uniform(-0.2, 0.2), 1 + rng.uniform(-0.2, 0.2)
+        scale, shift = 1 + rng.uniform(-0.1, 0.1, 3), rng.uniform(-0.1, 0.1, 3)
+        got = colour(patches, brightness=b, contrast=c, saturation=s, hed_scale=scale, hed_shift=shift)
+        np.testing.assert_array_equal(got, _colour_reference(patches, b, c, s, scale, shift), err_msg=str(trial))
+
+
 def test_colour_changes_image_not_mask() -> None:
     patches, mask = _sample()
     aug = Augmenter(AugmentConfig(flips=False, rot90=False, brightness=0.2, contrast=0.2, saturation=0.2, hed=0.1))

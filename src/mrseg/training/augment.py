@@ -20,6 +20,7 @@ drawn, so the random stream (and every result) is that of a recipe without the o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ from mrseg.training.config import AugmentConfig
 
 _HED_FROM_RGB = np.asarray(hed_from_rgb, dtype=np.float32)
 _RGB_FROM_HED = np.asarray(rgb_from_hed, dtype=np.float32)
+#: Optical density ``-ln((v + 1) / 256)`` of every uint8 value ``v`` (float32, as computed per pixel).
+_OPTICAL_DENSITY = -np.log((np.arange(256, dtype=np.float32) + np.float32(1.0)) / np.float32(256.0))
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: Smallest blur sigma applied, in pixels of the patch (smaller ones are skipped).
 MIN_BLUR_PX = 0.25
 
@@ -130,6 +134,17 @@ def blur(patches: np.ndarray, sigmas_px: Sequence[float]) -> np.ndarray:
     return out
 
 
+def _per_channel(op: np.ufunc, values: np.ndarray, per_channel: np.ndarray) -> None:
+    """``op(values, per_channel, out=values)`` for ``(N, 3)`` float32 ``values`` and a ``(3,)`` vector.
+
+    The same element-wise operation, laid out as rows of ``3 k`` values against the vector tiled
+    ``k`` times: numpy's loop over a last axis of 3 is several times slower.
+    """
+    k = math.gcd(values.shape[0], 256)
+    rows = values.reshape(-1, 3 * k)
+    op(rows, np.tile(per_channel.astype(np.float32), k), out=rows)
+
+
 def colour(
     patches: np.ndarray,
     *,
@@ -151,22 +166,39 @@ def colour(
     if not do_hed and brightness == 0.0 and contrast == 1.0 and saturation == 1.0:
         return patches
     shape = patches.shape
+    pixels = patches.reshape(-1, 3)
+    # the arithmetic below is that of the plain expressions in the comments, done in place (the
+    # same float32 operations in the same order, so the same bytes: tests/training/test_augment.py)
     if do_hed:
         assert hed_scale is not None
         shift = np.zeros(3) if hed_shift is None else hed_shift
-        od = -np.log((patches.reshape(-1, 3).astype(np.float32) + 1.0) / 256.0)
+        od = np.take(_OPTICAL_DENSITY, pixels)  # -log((v + 1) / 256)
         hed = od @ _HED_FROM_RGB
-        hed = hed * hed_scale.astype(np.float32) + shift.astype(np.float32)
-        img = np.exp(-(hed @ _RGB_FROM_HED)) * np.float32(256.0 / 255.0) - np.float32(1.0 / 255.0)
+        _per_channel(np.multiply, hed, hed_scale)
+        _per_channel(np.add, hed, shift)
+        img = hed @ _RGB_FROM_HED
+        np.negative(img, out=img)
+        np.exp(img, out=img)  # exp(-(hed @ rgb_from_hed)) * 256/255 - 1/255
+        img *= np.float32(256.0 / 255.0)
+        img -= np.float32(1.0 / 255.0)
     else:
-        img = patches.reshape(-1, 3).astype(np.float32) / 255.0
+        img = pixels.astype(np.float32)
+        img /= np.float32(255.0)
     if brightness:
-        img = img + np.float32(brightness)
+        img += np.float32(brightness)
     if contrast != 1.0:
         mean = img.mean(dtype=np.float32)
-        img = (img - mean) * np.float32(contrast) + mean
+        img -= mean  # (img - mean) * contrast + mean
+        img *= np.float32(contrast)
+        img += mean
     if saturation != 1.0:
-        grey = (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, None]
-        img = grey + (img - grey) * np.float32(saturation)
-    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return out.reshape(shape)
+        grey = img @ _LUMA
+        for c in range(3):  # grey + (img - grey) * saturation, one channel at a time (a fast loop)
+            img[:, c] -= grey
+        img *= np.float32(saturation)
+        for c in range(3):
+            img[:, c] += grey
+    img *= np.float32(255.0)  # clip(img * 255 + 0.5, 0, 255)
+    img += np.float32(0.5)
+    np.clip(img, 0, 255, out=img)
+    return img.astype(np.uint8).reshape(shape)
