@@ -8,11 +8,20 @@ Both honour sub-pixel box positions and agree at scale 1. See ``docs/slides.md``
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from mrseg.wsi.geometry import Box, Size, box_scale
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets(n: int) -> np.ndarray:
+    """``0, 1, ..., n - 1`` as float64 (shared and read-only: never write to it)."""
+    a = np.arange(n, dtype=np.float64)
+    a.flags.writeable = False
+    return a
 
 
 def _axis_taps(start: float, scale: float, n_out: int, n_src: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,22 +33,30 @@ def _axis_taps(start: float, scale: float, n_out: int, n_src: int) -> tuple[np.n
     the output pixel centre (2 taps). Indices are clipped to the source; taps outside it have
     zero weight whenever the source covers the output interval.
     """
-    u = np.arange(n_out, dtype=np.float64)
+    u = _offsets(n_out)
     if scale >= 1.0:
-        lo = start + u * scale
+        lo = u * scale
+        lo += start
         hi = lo + scale
-        first = np.floor(lo)
         taps = math.ceil(scale) + 1
-        index = first[None, :] + np.arange(taps, dtype=np.float64)[:, None]
-        overlap = np.minimum(hi[None, :], index + 1) - np.maximum(lo[None, :], index)
-        weights = np.clip(overlap, 0.0, None) / scale
+        index = np.floor(lo)[None, :] + _offsets(taps)[:, None]
+        overlap = np.minimum(hi[None, :], index + 1)
+        overlap -= np.maximum(lo[None, :], index)
+        np.maximum(overlap, 0.0, out=overlap)
+        overlap /= scale
+        weights = overlap
     else:
-        centre = start + (u + 0.5) * scale - 0.5
+        centre = u + 0.5  # start + (u + 0.5) * scale - 0.5
+        centre *= scale
+        centre += start
+        centre -= 0.5
         first = np.floor(centre)
         frac = centre - first
         index = np.stack([first, first + 1])
         weights = np.stack([1.0 - frac, frac])
-    return np.clip(index, 0, n_src - 1).astype(np.intp), weights.astype(np.float32)
+    np.minimum(index, n_src - 1, out=index)
+    np.maximum(index, 0, out=index)
+    return index.astype(np.intp), weights.astype(np.float32)
 
 
 def _resample_axis(src: np.ndarray, axis: int, start: float, scale: float, n_out: int) -> np.ndarray:
@@ -54,14 +71,19 @@ def _resample_axis(src: np.ndarray, axis: int, start: float, scale: float, n_out
     out = np.zeros([n_out if a == axis else d for a, d in enumerate(src.shape)], dtype=np.float32)
     for k in range(index.shape[0]):
         idx, w = index[k], weights[k]
-        if not w.any():
-            continue
-        step = int(idx[1] - idx[0]) if n_out > 1 else 1
-        if step > 0 and (w == w[0]).all() and (np.diff(idx) == step).all():
+        w0 = w[0]
+        if n_out > 1:
+            step = int(idx[1] - idx[0])
+            run = step > 0 and bool((w == w0).all()) and bool((idx[1:] - idx[:-1] == step).all())
+        else:
+            step, run = 1, True
+        if run:
+            if w0 == 0:
+                continue
             sl = [slice(None)] * src.ndim
             sl[axis] = slice(int(idx[0]), int(idx[0]) + step * (n_out - 1) + 1, step)
-            out += src[tuple(sl)] * w[0]
-        else:
+            out += src[tuple(sl)] * w0
+        elif w.any():
             out += np.take(src, idx, axis=axis) * w.reshape(shape)
     return out
 
