@@ -10,18 +10,35 @@ For each model and worker count, measures samples/s of
 The ratio ``loaded / in_memory`` says whether the loader keeps the model busy (target >= 0.8 with
 the recipe's default number of workers). Prints a table and writes JSON.
 
-Usage: python benchmarks/training.py [--config synthetic_mrn_bilinear] [--steps 30] [--workers 0 1 2]
+``--demo-models`` measures instead what ``mrseg demo`` trains: the demo's recipe for those models
+(``mrseg.demo.settings``: its packaged config plus the shared overrides, one torch thread, loading in
+the trainer), ``--epochs`` whole epochs of :func:`mrseg.training.loop.train` (steps, validation,
+checkpoints) in a fresh interpreter, samples/s = optimiser steps x batch / wall seconds of ``train``.
+With ``--today SRC`` (the ``src`` folder of e.g. a worktree of main before a change) the same runs
+with the code at ``SRC`` alternate with this checkout's, and the table gives each round's ratio
+(this checkout / today); the final weights are compared too (same bytes: the change is speed only).
+
+Usage::
+
+    python benchmarks/training.py [--config synthetic_mrn_bilinear] [--steps 30] [--workers 0 1 2]
+    python benchmarks/training.py --demo-models unet_2 mrn_bilinear --epochs 4 --rounds 3 --today /tmp/base/src
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -71,7 +88,105 @@ def measure(config, steps: int, warmup: int) -> dict[str, float]:  # type: ignor
     return {"loaded": loaded, "in_memory": in_memory, "ratio": loaded / in_memory}
 
 
+def demo_child(args: dict[str, Any]) -> None:
+    """One demo-recipe training run in this interpreter; writes its result JSON to ``args["result"]``."""
+    from mrseg.demo.settings import MODELS, default_settings
+    from mrseg.training.loop import train
+
+    torch.set_num_threads(1)
+    spec = next(m for m in MODELS if m.key == args["model"])
+    settings = default_settings()
+    values = {
+        **settings.train,
+        "train.epochs": args["epochs"],
+        "model.mpps": list(spec.mpps),
+        "data.path": args["data"],
+        "output.progress": False,
+    }
+    config = update_config(load_config(spec.config), values)
+    t0 = time.perf_counter()
+    result = train(config, Path(args["out"]), device="cpu", progress=False)
+    wall = time.perf_counter() - t0
+    digest = hashlib.sha256()
+    for name, tensor in sorted(result.model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().contiguous().numpy().tobytes())
+    steps = config.train.epochs * config.train.steps_per_epoch
+    samples_per_s = steps * config.train.batch_size / wall
+    result_json = {"wall_s": wall, "samples_per_s": samples_per_s, "weights": digest.hexdigest()}
+    Path(args["result"]).write_text(json.dumps(result_json))
+
+
+def run_demo_child(model: str, src: Path, data: Path, epochs: int, tmp: Path, tag: str) -> dict[str, Any]:
+    """:func:`demo_child` in a fresh interpreter whose ``mrseg`` comes from ``src``."""
+    out = tmp / f"{tag}-{model}"
+    result_path = out.with_suffix(".json")
+    args = {"model": model, "data": str(data), "epochs": epochs, "out": str(out), "result": str(result_path)}
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_demo", json.dumps(args)], env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-6000:])
+        raise RuntimeError(f"{tag} {model} failed (rc {proc.returncode})")
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    shutil.rmtree(out)  # the run folder this function had train() create
+    return result
+
+
+def demo_section(args: argparse.Namespace) -> None:
+    """The ``--demo-models`` comparison (see the module docstring)."""
+    here = Path(__file__).resolve().parents[1] / "src"
+    variants = {"this": here} | ({"today": args.today.resolve()} if args.today else {})
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = args.data
+        if data is None:
+            from mrseg.synth import generate
+
+            data = generate(tmp / "synth", args.slides, seed=0, size_px=2048, mpp=0.5)
+        for r in range(args.rounds):
+            for model in args.demo_models:
+                got = {tag: run_demo_child(model, src, data, args.epochs, tmp, tag) for tag, src in variants.items()}
+                row = {"round": r, "model": model, **{f"{t}_samples_per_s": g["samples_per_s"] for t, g in got.items()}}
+                if "today" in got:
+                    row["ratio"] = got["this"]["samples_per_s"] / got["today"]["samples_per_s"]
+                    row["same_weights"] = got["this"]["weights"] == got["today"]["weights"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print()
+    header = ["this samples/s", "today samples/s", "ratio (median, range)", "same weights"]
+    print(f"{'model':16s} {header[0]:>15s} {header[1]:>16s} {header[2]:>24s} {header[3]:>13s}")
+    summary = []
+    for model in args.demo_models:
+        mine = [r for r in rows if r["model"] == model]
+        this = statistics.median(r["this_samples_per_s"] for r in mine)
+        entry: dict[str, Any] = {"model": model, "this_samples_per_s": this}
+        line = f"{model:16s} {this:15.1f}"
+        if args.today:
+            ratios = [r["ratio"] for r in mine]
+            entry |= {
+                "today_samples_per_s": statistics.median(r["today_samples_per_s"] for r in mine),
+                "ratio_median": statistics.median(ratios),
+                "ratio_range": [min(ratios), max(ratios)],
+                "same_weights": all(r["same_weights"] for r in mine),
+            }
+            line += (
+                f" {entry['today_samples_per_s']:16.1f} {entry['ratio_median']:10.2f}x "
+                f"[{min(ratios):.2f}-{max(ratios):.2f}] {entry['same_weights']!s:>13s}"
+            )
+        summary.append(entry)
+        print(line)
+    from common import machine, write_result
+
+    meta = {"machine": machine(), "epochs": args.epochs, "rounds": args.rounds, "today": str(args.today or "")}
+    write_result(args.out, {"meta": meta, "summary": summary, "rounds": rows})
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--_demo":
+        demo_child(json.loads(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", default=["synthetic_mrn_bilinear", "synthetic_unet"])
     parser.add_argument("--data", type=Path, default=None, help="existing data set (default: generate 4 slides)")
@@ -79,7 +194,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, nargs="*", default=None, help="default: the config's num_workers")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "training.json")
+    parser.add_argument("--demo-models", nargs="+", default=None, help="demo model keys (unet_2, mrn_bilinear...)")
+    parser.add_argument("--epochs", type=int, default=4, help="--demo-models: epochs per run")
+    parser.add_argument("--rounds", type=int, default=3, help="--demo-models: alternating rounds")
+    parser.add_argument("--slides", type=int, default=8, help="--demo-models: synthetic slides generated")
+    parser.add_argument("--today", type=Path, default=None, help="--demo-models: src folder of the code to compare")
     args = parser.parse_args()
+    if args.demo_models:
+        demo_section(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
