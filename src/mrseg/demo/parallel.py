@@ -6,10 +6,16 @@ seconds (its threads plus the DataLoader workers it reaped), so the stage record
 Tasks are submitted longest first (by the given cost), the classic LPT rule, so two cores finish
 together when the costs are known. After every task the worker gives its freed heap back to the
 operating system (glibc ``malloc_trim``: about 0.4 GB after an MRN), which bounds the summed RSS.
+
+Stopping: when the demo ends early (an error, Ctrl-C, SIGTERM) the workers are killed at once, so none
+finishes its task or starts a queued one; an unfinished stage is never recorded, and the next run
+clears and redoes it. SIGTERM to the demo becomes a one-line :class:`DemoInterrupted` error. A demo
+killed outright (SIGKILL) takes its workers with it (the parent-death signal, Linux).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import gc
@@ -18,6 +24,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mrseg.core.errors import MrsegError
 from mrseg.demo.cache import StageRecord, StageRunner, fmt_seconds, stage_key
 
 log = logging.getLogger(__name__)
@@ -77,16 +85,21 @@ def _init_worker(level: int, parent: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s [worker {os.getpid()}] %(name)s %(message)s")
 
 
-def follow_parent(parent: int) -> None:
-    """Ask the kernel for SIGTERM when the parent process dies (Linux), and exit if it already has.
+class DemoInterrupted(MrsegError):
+    """The demo got SIGTERM while worker processes ran; they were stopped, finished stages are kept."""
 
-    Without it, a demo killed by SIGKILL, or interrupted while its workers run, leaves them training
-    in the background until their task ends. Elsewhere (no ``prctl``) this is a no-op.
+
+def follow_parent(parent: int) -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux), and exit if it already has.
+
+    Without it, a demo killed by SIGKILL leaves its workers training in the background. The signal
+    is SIGKILL, not SIGTERM: a trainer stops gracefully on SIGTERM, after which the orphaned worker
+    would take the next queued task (or wait for one forever). Elsewhere (no ``prctl``) a no-op.
     """
     libc = _libc()
     if libc is None or not hasattr(libc, "prctl"):  # not Linux/glibc
         return
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request
         os._exit(1)
 
@@ -108,19 +121,59 @@ def _timed(fn: Callable[..., StageOut], args: tuple[Any, ...]) -> tuple[StageOut
     return out, time.perf_counter() - t0, _cpu_seconds() - c0
 
 
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`DemoInterrupted` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise DemoInterrupted(
+            "interrupted by SIGTERM: the worker processes were stopped; finished stages are kept, "
+            "run the same command again to continue"
+        )
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _kill_workers(pool: ProcessPoolExecutor, futures: Sequence[Future[Any]]) -> None:
+    """Cancel what has not started, kill the worker processes (running tasks end now) and reap them."""
+    for future in futures:
+        future.cancel()
+    kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
+    if callable(kill):
+        kill()
+    else:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut, float, float]]:
     """Yield ``(task, (outputs, info), seconds, cpu_seconds)`` as tasks finish (``jobs`` processes at a time).
 
-    The first failure cancels what has not started and is re-raised once the running tasks end.
+    The first failure (or Ctrl-C, SIGTERM, or the caller closing the generator) kills the workers:
+    running tasks end at once, queued ones never start. The failure is then re-raised; SIGTERM
+    raises :class:`DemoInterrupted`.
     """
     order = sorted(tasks, key=lambda t: -t.cost)
     ctx = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
-    with ProcessPoolExecutor(
-        max_workers=max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(level, os.getpid())
-    ) as pool:
-        futures: dict[Future[Any], Task] = {pool.submit(_timed, t.fn, t.args): t for t in order}
+    with (
+        _sigterm_raises(),
+        ProcessPoolExecutor(
+            max_workers=max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(level, os.getpid())
+        ) as pool,
+    ):
+        futures: dict[Future[Any], Task] = {}
         try:
+            futures.update({pool.submit(_timed, t.fn, t.args): t for t in order})
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -128,8 +181,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut
                     out, seconds, cpu = future.result()
                     yield futures[future], out, seconds, cpu
         except BaseException:
-            for future in futures:
-                future.cancel()
+            _kill_workers(pool, list(futures))
             raise
 
 
@@ -157,4 +209,4 @@ def run_stages(runner: StageRunner, stages: Sequence[ParallelStage], jobs: int) 
     return ordered
 
 
-__all__ = ["ParallelStage", "StageOut", "Task", "release_memory", "run_stages", "run_tasks"]
+__all__ = ["DemoInterrupted", "ParallelStage", "StageOut", "Task", "release_memory", "run_stages", "run_tasks"]
