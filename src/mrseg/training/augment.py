@@ -140,6 +140,8 @@ def _per_channel(op: np.ufunc, values: np.ndarray, per_channel: np.ndarray) -> N
     The same element-wise operation, laid out as rows of ``3 k`` values against the vector tiled
     ``k`` times: numpy's loop over a last axis of 3 is several times slower.
     """
+    if not values.flags.c_contiguous:  # a reshape would copy, and the result would be lost
+        raise ValueError("_per_channel needs a C-contiguous array")
     k = math.gcd(values.shape[0], 256)
     rows = values.reshape(-1, 3 * k)
     op(rows, np.tile(per_channel.astype(np.float32), k), out=rows)
