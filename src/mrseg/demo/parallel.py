@@ -15,16 +15,11 @@ killed outright (SIGKILL) takes its workers with it (the parent-death signal, Li
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
 import gc
 import logging
 import multiprocessing
 import os
 import resource
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -33,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.core.errors import MrsegError
+from mrseg.core.workers import follow_parent, kill_workers, libc, sigterm_raises
 from mrseg.demo.cache import StageRecord, StageRunner, fmt_seconds, stage_key
 
 log = logging.getLogger(__name__)
@@ -66,19 +62,6 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-#: ``prctl`` option: the signal a process gets when its parent dies (Linux).
-_PR_SET_PDEATHSIG = 1
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """glibc, loaded once per process; None where there is none (macOS, Windows, musl without the name)."""
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
 def _init_worker(level: int, parent: int) -> None:
     """Logging as in the parent, and the worker's end with its parent (no orphan left training)."""
     follow_parent(parent)
@@ -89,27 +72,19 @@ class DemoInterrupted(MrsegError):
     """The demo got SIGTERM while worker processes ran; they were stopped, finished stages are kept."""
 
 
-def follow_parent(parent: int) -> None:
-    """Ask the kernel to kill this process when its parent dies (Linux), and exit if it already has.
-
-    Without it, a demo killed by SIGKILL leaves its workers training in the background. The signal
-    is SIGKILL, not SIGTERM: a trainer stops gracefully on SIGTERM, after which the orphaned worker
-    would take the next queued task (or wait for one forever). Elsewhere (no ``prctl``) a no-op.
-    """
-    libc = _libc()
-    if libc is None or not hasattr(libc, "prctl"):  # not Linux/glibc
-        return
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the request
-        os._exit(1)
+def _interrupted() -> DemoInterrupted:
+    return DemoInterrupted(
+        "interrupted by SIGTERM: the worker processes were stopped; finished stages are kept, "
+        "run the same command again to continue"
+    )
 
 
 def release_memory() -> None:
     """Collect garbage and give freed heap back to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
     gc.collect()
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):  # glibc only
-        libc.malloc_trim(0)
+    c = libc()
+    if c is not None and hasattr(c, "malloc_trim"):  # glibc only
+        c.malloc_trim(0)
 
 
 def _timed(fn: Callable[..., StageOut], args: tuple[Any, ...]) -> tuple[StageOut, float, float]:
@@ -119,40 +94,6 @@ def _timed(fn: Callable[..., StageOut], args: tuple[Any, ...]) -> tuple[StageOut
     finally:
         release_memory()
     return out, time.perf_counter() - t0, _cpu_seconds() - c0
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`DemoInterrupted` (main thread only; restored after)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise DemoInterrupted(
-            "interrupted by SIGTERM: the worker processes were stopped; finished stages are kept, "
-            "run the same command again to continue"
-        )
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _kill_workers(pool: ProcessPoolExecutor, futures: Sequence[Future[Any]]) -> None:
-    """Cancel what has not started, kill the worker processes (running tasks end now) and reap them."""
-    for future in futures:
-        future.cancel()
-    kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
-    if callable(kill):
-        kill()
-    else:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            with contextlib.suppress(OSError, ValueError):
-                process.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut, float, float]]:
@@ -166,7 +107,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut
     ctx = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
     with (
-        _sigterm_raises(),
+        sigterm_raises(_interrupted),
         ProcessPoolExecutor(
             max_workers=max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(level, os.getpid())
         ) as pool,
@@ -181,7 +122,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut
                     out, seconds, cpu = future.result()
                     yield futures[future], out, seconds, cpu
         except BaseException:
-            _kill_workers(pool, list(futures))
+            kill_workers(pool, list(futures))
             raise
 
 

@@ -39,8 +39,9 @@ from shapely.geometry.base import BaseGeometry
 
 from mrseg import __version__
 from mrseg.core.atomic import atomic_path, check_replaceable, sweep_stale
-from mrseg.core.errors import ConfigError
+from mrseg.core.errors import ConfigError, MrsegError
 from mrseg.core.locks import output_lock
+from mrseg.core.workers import follow_parent, kill_workers, sigterm_raises
 from mrseg.synth.asap import write_asap_xml
 from mrseg.synth.labels import (
     MULTICLASS_CLASSES,
@@ -328,8 +329,7 @@ def _write_dataset(
             (tmp / sub).mkdir()
         args = [(tmp, name, int(seed), i, size, float(mpp), params, threads, labels) for i, name in enumerate(names)]
         if workers > 1 and n_slides > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, n_slides)) as pool:
-                records = list(pool.map(generate_slide, *zip(*args, strict=True)))
+            records = _generate_in_workers(args, min(workers, n_slides))
         else:
             records = [generate_slide(*a) for a in args]
         splits = assign_splits([r.has_tumour for r in records], fractions, int(seed)) if fractions else None
@@ -352,6 +352,31 @@ def _write_dataset(
         (tmp / "manifest.csv").write_text(_manifest_csv(records, splits, labels))
         for path in tmp.rglob("*"):  # atomic writes use mkstemp (0600): give ordinary permissions
             path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+class SynthInterrupted(MrsegError):
+    """SIGTERM stopped the generation; its workers were killed and nothing was written at the output."""
+
+
+def _interrupted() -> SynthInterrupted:
+    return SynthInterrupted("interrupted by SIGTERM: the slide workers were stopped, no data set was written")
+
+
+def _generate_in_workers(args: list[tuple[Any, ...]], workers: int) -> list[SlideRecord]:
+    """:func:`generate_slide` of every argument tuple in ``workers`` processes, in order.
+
+    An error, Ctrl-C or SIGTERM (:class:`SynthInterrupted`) kills the workers before the temporary
+    data set is removed, so none goes on writing into it (:mod:`mrseg.core.workers`).
+    """
+    with (
+        sigterm_raises(_interrupted),
+        ProcessPoolExecutor(max_workers=workers, initializer=follow_parent, initargs=(os.getpid(),)) as pool,
+    ):
+        try:
+            return list(pool.map(generate_slide, *zip(*args, strict=True)))
+        except BaseException:
+            kill_workers(pool)
+            raise
 
 
 def _manifest_csv(records: list[SlideRecord], splits: list[str] | None, labels: LabelScheme) -> str:
