@@ -1,15 +1,16 @@
 """Worker processes that end with the command that started them: no orphan, no queued task after a stop.
 
-What every process pool of mrseg (the demo's stage workers, the synthetic generator's slide workers)
-needs so that stopping a command stops its work:
+Every process pool of mrseg (the demo's stage workers, the synthetic generator's slide workers) is a
+:func:`worker_pool`, which puts together what stopping a command needs to stop its work:
 
-* :func:`follow_parent` (a pool's ``initializer``): the kernel kills the worker when its parent dies
+* :func:`follow_parent` (run in every worker first): the kernel kills the worker when its parent dies
   (Linux ``prctl`` parent-death signal SIGKILL; a no-op elsewhere), so a command killed outright
   (SIGKILL, a crash) leaves nothing running. SIGKILL, not SIGTERM: a worker that stops gracefully on
   SIGTERM (the trainer does) would otherwise go on to take the next queued task.
 * :func:`sigterm_raises`: within the block, SIGTERM raises an exception (a one-line error at the
   CLI) instead of ending the process at once, so the code below can stop its workers.
-* :func:`kill_workers`: cancel what has not started, kill the workers (running tasks end now), reap.
+* :func:`kill_workers`, when the block ends by any exception (an error, Ctrl-C, SIGTERM, a generator
+  closed early): cancel what has not started, kill the workers (running tasks end now), reap.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import functools
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.context import BaseContext
 from typing import Any
 
 #: ``prctl`` option: the signal a process gets when its parent dies (Linux).
@@ -68,13 +70,11 @@ def sigterm_raises(error: Callable[[], BaseException]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def kill_workers(pool: ProcessPoolExecutor, futures: Iterable[Future[Any]] = ()) -> None:
-    """Cancel ``futures`` that have not started, kill ``pool``'s worker processes and reap them.
+def kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the tasks of ``pool`` that have not started, kill its worker processes and reap them.
 
     Tasks already running end at once; tasks already handed to the pool's queue never start.
     """
-    for future in futures:
-        future.cancel()
     kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
     if callable(kill):
         kill()
@@ -85,4 +85,41 @@ def kill_workers(pool: ProcessPoolExecutor, futures: Iterable[Future[Any]] = ())
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["follow_parent", "kill_workers", "libc", "sigterm_raises"]
+def _start_worker(parent: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    follow_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextlib.contextmanager
+def worker_pool(
+    max_workers: int,
+    on_sigterm: Callable[[], BaseException],
+    *,
+    mp_context: BaseContext | None = None,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> Iterator[ProcessPoolExecutor]:
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` whose workers end with the block's caller.
+
+    Every worker runs :func:`follow_parent`, then ``initializer(*initargs)`` (a module-level function).
+    Within the block SIGTERM raises ``on_sigterm()``; whatever exception ends the block, the workers
+    are killed (:func:`kill_workers`) before it propagates.
+    """
+    with (
+        sigterm_raises(on_sigterm),
+        ProcessPoolExecutor(
+            max_workers=max_workers,
+            mp_context=mp_context,
+            initializer=_start_worker,
+            initargs=(os.getpid(), initializer, initargs),
+        ) as pool,
+    ):
+        try:
+            yield pool
+        except BaseException:
+            kill_workers(pool)
+            raise
+
+
+__all__ = ["follow_parent", "kill_workers", "libc", "sigterm_raises", "worker_pool"]

@@ -22,13 +22,13 @@ import os
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mrseg.core.errors import MrsegError
-from mrseg.core.workers import follow_parent, kill_workers, libc, sigterm_raises
+from mrseg.core.workers import libc, worker_pool
 from mrseg.demo.cache import StageRecord, StageRunner, fmt_seconds, stage_key
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,8 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _init_worker(level: int, parent: int) -> None:
-    """Logging as in the parent, and the worker's end with its parent (no orphan left training)."""
-    follow_parent(parent)
+def _init_worker(level: int) -> None:
+    """Logging as in the parent (the worker's end with its parent is :func:`~mrseg.core.workers.worker_pool`'s)."""
     logging.basicConfig(level=level, format=f"%(asctime)s [worker {os.getpid()}] %(name)s %(message)s")
 
 
@@ -106,24 +105,14 @@ def run_tasks(tasks: Sequence[Task], jobs: int) -> Iterator[tuple[Task, StageOut
     order = sorted(tasks, key=lambda t: -t.cost)
     ctx = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
-    with (
-        sigterm_raises(_interrupted),
-        ProcessPoolExecutor(
-            max_workers=max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(level, os.getpid())
-        ) as pool,
-    ):
-        futures: dict[Future[Any], Task] = {}
-        try:
-            futures.update({pool.submit(_timed, t.fn, t.args): t for t in order})
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    out, seconds, cpu = future.result()
-                    yield futures[future], out, seconds, cpu
-        except BaseException:
-            kill_workers(pool, list(futures))
-            raise
+    with worker_pool(max(1, jobs), _interrupted, mp_context=ctx, initializer=_init_worker, initargs=(level,)) as pool:
+        futures: dict[Future[Any], Task] = {pool.submit(_timed, t.fn, t.args): t for t in order}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                out, seconds, cpu = future.result()
+                yield futures[future], out, seconds, cpu
 
 
 def run_stages(runner: StageRunner, stages: Sequence[ParallelStage], jobs: int) -> dict[str, StageRecord]:

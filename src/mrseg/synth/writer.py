@@ -28,7 +28,6 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from mrseg import __version__
 from mrseg.core.atomic import atomic_path, check_replaceable, sweep_stale
 from mrseg.core.errors import ConfigError, MrsegError
 from mrseg.core.locks import output_lock
-from mrseg.core.workers import follow_parent, kill_workers, sigterm_raises
+from mrseg.core.workers import worker_pool
 from mrseg.synth.asap import write_asap_xml
 from mrseg.synth.labels import (
     MULTICLASS_CLASSES,
@@ -368,15 +367,8 @@ def _generate_in_workers(args: list[tuple[Any, ...]], workers: int) -> list[Slid
     An error, Ctrl-C or SIGTERM (:class:`SynthInterrupted`) kills the workers before the temporary
     data set is removed, so none goes on writing into it (:mod:`mrseg.core.workers`).
     """
-    with (
-        sigterm_raises(_interrupted),
-        ProcessPoolExecutor(max_workers=workers, initializer=follow_parent, initargs=(os.getpid(),)) as pool,
-    ):
-        try:
-            return list(pool.map(generate_slide, *zip(*args, strict=True)))
-        except BaseException:
-            kill_workers(pool)
-            raise
+    with worker_pool(workers, _interrupted) as pool:
+        return list(pool.map(generate_slide, *zip(*args, strict=True)))
 
 
 def _manifest_csv(records: list[SlideRecord], splits: list[str] | None, labels: LabelScheme) -> str:
