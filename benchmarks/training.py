@@ -91,19 +91,15 @@ def measure(config, steps: int, warmup: int) -> dict[str, float]:  # type: ignor
 def demo_child(args: dict[str, Any]) -> None:
     """One demo-recipe training run in this interpreter; writes its result JSON to ``args["result"]``."""
     from mrseg.demo.settings import MODELS, default_settings
+    from mrseg.demo.stages import model_config
     from mrseg.training.loop import train
 
     torch.set_num_threads(1)
     spec = next(m for m in MODELS if m.key == args["model"])
-    settings = default_settings()
-    values = {
-        **settings.train,
-        "train.epochs": args["epochs"],
-        "model.mpps": list(spec.mpps),
-        "data.path": args["data"],
-        "output.progress": False,
-    }
-    config = update_config(load_config(spec.config), values)
+    defaults = default_settings()
+    settings = default_settings(train={**defaults.train, "train.epochs": args["epochs"]})
+    # the demo's own config of this model, on a generated data set split by the recipe (not a manifest)
+    config = update_config(model_config(settings, spec, Path(args["data"]), progress=False), {"data.split": "auto"})
     t0 = time.perf_counter()
     result = train(config, Path(args["out"]), device="cpu", progress=False)
     wall = time.perf_counter() - t0
