@@ -397,6 +397,26 @@ def test_thumbnail(even_slide: tuple[Path, list[np.ndarray]]) -> None:
             slide.thumbnail(0)
 
 
+def test_thumbnail_empties_the_openslide_tile_cache(
+    even_slide: tuple[Path, list[np.ndarray]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thumbnail's tiles do not stay in the handle's cache; reads after it give the same pixels."""
+    openslide = pytest.importorskip("openslide")
+    if not hasattr(openslide, "OpenSlideCache"):
+        pytest.skip("openslide-python < 1.3 has no settable cache")
+    path, levels = even_slide
+    with Slide.open(path, backend="openslide") as slide:
+        handle = slide._reader._handle  # type: ignore[attr-defined]
+        caches: list[object] = []
+        set_cache = handle.set_cache
+        monkeypatch.setattr(handle, "set_cache", lambda cache: (caches.append(cache), set_cache(cache)))
+        before = slide.read_box((0, 0, 640, 384), (80, 48))
+        assert caches == []  # ordinary reads keep the cache
+        np.testing.assert_array_equal(slide.thumbnail(4.0), levels[3])
+        assert len(caches) == 1 and isinstance(caches[0], openslide.OpenSlideCache)
+        np.testing.assert_array_equal(slide.read_box((0, 0, 640, 384), (80, 48)), before)
+
+
 def test_pixels_read_counter(even_slide: tuple[Path, list[np.ndarray]]) -> None:
     with Slide.open(even_slide[0]) as slide:
         slide.read((100, 100), 0.5, (10, 10))  # aligned: exactly 100 level-0 pixels

@@ -38,8 +38,11 @@ from mrseg.wsi.resample import resample
 
 log = logging.getLogger(__name__)
 
-#: Most level pixels a thumbnail read holds at once (it is read in bands of rows beyond that).
-THUMBNAIL_BAND_PIXELS = 1 << 25
+#: Most level pixels a thumbnail read holds at once (it is read in bands of rows beyond that). A
+#: read holds about 26 bytes per level pixel at its peak (the backend's RGBA, RGB, the resampler's
+#: float32), so a band costs about 100 MB: a CAMELYON16-sized slide's 8 µm/px thumbnail (18 M px) is
+#: its own 55 MB plus one band, not 0.55 GB (one 2**25-pixel read), and the bands are faster too.
+THUMBNAIL_BAND_PIXELS = 1 << 22
 
 #: Most pixels one read (its output, and the level region it resamples) may have: 2**28 px are
 #: 768 MiB of RGB and about 3 GiB as the float32 the resampler works in. Larger requests are
@@ -303,6 +306,8 @@ class Slide:
         ``h = max(1, round(H0 * slide.mpp / mpp))``, likewise ``w``. Read in bands of output rows
         so that at most about :data:`THUMBNAIL_BAND_PIXELS` level pixels are held at once (slides
         without a pyramid); the bands use the same output grid, so the result equals one read.
+        The backend's tile cache is emptied afterwards: a thumbnail is a one-off read, and its
+        tiles would stay in the cache (about 25 MB at CAMELYON16 size) for the life of the handle.
         """
         if not (mpp > 0 and math.isfinite(mpp)):
             raise ValueError(f"mpp must be a positive number, got {mpp!r}")
@@ -315,11 +320,13 @@ class Slide:
         level_pixels_per_row = (w0 / ds + 2) * (sy / ds + 2)
         rows = max(1, int(THUMBNAIL_BAND_PIXELS // level_pixels_per_row))
         if rows >= height:
-            return self.read_box((0, 0, w0, h0), (width, height))
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        for v0 in range(0, height, rows):
-            v1 = min(height, v0 + rows)
-            out[v0:v1] = self.read_box((0, v0 * sy, w0, v1 * sy), (width, v1 - v0))
+            out = self.read_box((0, 0, w0, h0), (width, height))
+        else:
+            out = np.empty((height, width, 3), dtype=np.uint8)
+            for v0 in range(0, height, rows):
+                v1 = min(height, v0 + rows)
+                out[v0:v1] = self.read_box((0, v0 * sy, w0, v1 * sy), (width, v1 - v0))
+        self._reader.drop_cache()
         return out
 
     def associated_image(self, name: str) -> np.ndarray:

@@ -140,6 +140,9 @@ class SlideBackend(abc.ABC):
         """Associated image ``name`` (one of :attr:`associated_names`) as ``uint8 (h, w, 3)``."""
         raise SlideError(f"{self.path}: no associated image {name!r}")
 
+    def drop_cache(self) -> None:  # noqa: B027 - optional hook
+        """Forget the decoded tiles kept for later reads (after a one-off read; nothing by default)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles (nothing by default)."""
 

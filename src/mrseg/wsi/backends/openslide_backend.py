@@ -19,6 +19,8 @@ from mrseg.wsi.backends.openslide_shaped import OpenSlideShapedBackend
 from mrseg.wsi.geometry import Region
 
 INSTALL_HINT = "pip install openslide-python openslide-bin"
+#: Bytes of decoded tiles an OpenSlide handle keeps (OpenSlide's own default, 32 MiB).
+CACHE_BYTES = 32 << 20
 
 
 def _openslide() -> Any:
@@ -54,6 +56,17 @@ class OpenSlideBackend(OpenSlideShapedBackend):
         lowlevel = getattr(openslide, "lowlevel", None)
         self._raw_read = getattr(lowlevel, "_read_region", None) if self.fast_path else None
         self._osr = getattr(self._handle, "_osr", None)
+
+    def drop_cache(self) -> None:
+        """Give the handle a new, empty tile cache (OpenSlide 4.0+; older libraries keep theirs)."""
+        openslide = _openslide()
+        cache = getattr(openslide, "OpenSlideCache", None)
+        if cache is None:  # openslide-python < 1.3
+            return
+        try:
+            self._handle.set_cache(cache(CACHE_BYTES))
+        except openslide.OpenSlideVersionError:  # the C library is older than 4.0
+            pass
 
     @property
     def uses_fast_path(self) -> bool:
