@@ -232,3 +232,35 @@ def test_overlay_png_has_the_thumbnail_size(tmp_path: Path) -> None:
     image = np.asarray(Image.open(write_overlay(tmp_path / "o.png", thumb, prob)))
     assert image.shape == (50, 80, 3)
     assert np.all(image[:, :30] == 255) and not np.all(image[:, 50:] == 255)
+
+
+def _overlay_reference(thumbnail: np.ndarray, prob: np.ndarray, alpha: float = 0.6, cmap: str = "jet") -> np.ndarray:
+    """The overlay blend as plain float32 arithmetic per pixel (the formula the lookup table stores)."""
+    from matplotlib import colormaps
+
+    level = np.rint(np.clip(prob, 0.0, 1.0) * 255).astype(np.uint8)
+    lut = colormaps[cmap](np.arange(256), bytes=True)[:, :3].astype(np.float32)
+    a = (np.arange(256, dtype=np.float32) / 255 * alpha)[level][..., None]
+    return np.rint(thumbnail[..., :3] * (1 - a) + lut[level] * a).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "dtype", "band"), [(0.6, "float32", 1000), (0.35, "float64", 1 << 18), (1.0, "float32", 1)]
+)
+def test_overlay_blend_is_bytewise_the_float_formula(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alpha: float, dtype: str, band: int
+) -> None:
+    """The banded lookup table gives the per-pixel float arithmetic's bytes, for any band height."""
+    import mrseg.inference.writers.overlay
+
+    monkeypatch.setattr(mrseg.inference.writers.overlay, "BLEND_BAND_PIXELS", band)
+    rng = np.random.default_rng(3)
+    # every (thumbnail value, probability level) pair occurs, plus the ends of [0, 1] and beyond
+    thumb = rng.integers(0, 256, (256, 300, 3), dtype=np.uint8)
+    thumb[:, :256, 0] = np.arange(256, dtype=np.uint8)[None, :]
+    prob = rng.random((256, 300)).astype(np.float32)
+    prob[:, :256] = (np.arange(256, dtype=np.float32) / 255)[:, None]
+    prob[0, 256:] = [-0.5, 0.0, 1.0, 1.5, *rng.random(40)]
+    prob = prob.astype(dtype)
+    image = np.asarray(Image.open(write_overlay(tmp_path / "o.png", thumb, prob, alpha=alpha)))
+    np.testing.assert_array_equal(image, _overlay_reference(thumb, prob, alpha))
