@@ -158,6 +158,62 @@ def test_fraction_in_boxes_matches_brute_force() -> None:
     assert tm.fraction_in_box(boxes[0]) == pytest.approx(fast[0])
 
 
+def _fraction_with_whole_table(tm: TissueMask, boxes: np.ndarray) -> np.ndarray:
+    """The fractions from the summed-area table of the whole mask (the method before the table was cropped)."""
+    h, w = tm.mask.shape
+    table = np.zeros((h + 1, w + 1), dtype=np.int64)
+    table[1:, 1:] = tm.mask.cumsum(axis=0).cumsum(axis=1)
+    sx, sy = tm.scale
+    u = np.clip((boxes[:, [0, 2]] - tm.box_l0[0]) / sx, 0, w)
+    v = np.clip((boxes[:, [1, 3]] - tm.box_l0[1]) / sy, 0, h)
+
+    def cumulative(uu: np.ndarray, vv: np.ndarray) -> np.ndarray:
+        i0 = np.minimum(np.floor(uu).astype(np.int64), w - 1)
+        j0 = np.minimum(np.floor(vv).astype(np.int64), h - 1)
+        a, b = uu - i0, vv - j0
+        f00, f10 = table[j0, i0], table[j0, i0 + 1]
+        f01, f11 = table[j0 + 1, i0], table[j0 + 1, i0 + 1]
+        return (1 - a) * (1 - b) * f00 + a * (1 - b) * f10 + (1 - a) * b * f01 + a * b * f11
+
+    covered = (
+        cumulative(u[:, 1], v[:, 1])
+        - cumulative(u[:, 0], v[:, 1])
+        - cumulative(u[:, 1], v[:, 0])
+        + cumulative(u[:, 0], v[:, 0])
+    )
+    covered[covered <= 64 * float(np.finfo(np.float64).eps) * float(table[-1, -1])] = 0.0
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (sx * sy)
+    return np.clip(covered / area, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("where", ["centre", "top-left", "bottom-right", "one pixel", "everywhere", "none"])
+def test_fraction_in_boxes_is_bytewise_that_of_the_whole_table(where: str) -> None:
+    """The table is built over the tissue's bounding box only: the fractions are the whole table's, to the bit."""
+    rng = np.random.default_rng(11)
+    mask = np.zeros((40, 56), dtype=bool)
+    region = {
+        "centre": np.s_[12:25, 20:41],
+        "top-left": np.s_[0:9, 0:7],
+        "bottom-right": np.s_[30:40, 45:56],
+        "one pixel": np.s_[17:18, 3:4],
+        "everywhere": np.s_[:, :],
+        "none": np.s_[0:0, 0:0],
+    }[where]
+    mask[region] = rng.random(mask[region].shape) > 0.4
+    if where == "one pixel":
+        mask[region] = True
+    # 0.243 µm/px slide, 8 µm/px mask: tile corners fall inside mask pixels (the rounding case)
+    scale = 8.0 / 0.243
+    tm = TissueMask(mask=mask, mpp=8.0, box_l0=(0.0, 0.0, 56 * scale, 40 * scale))
+    x0 = rng.uniform(-3 * scale, 58 * scale, 500)
+    y0 = rng.uniform(-3 * scale, 42 * scale, 500)
+    boxes = np.column_stack([x0, y0, x0 + rng.uniform(0.5, 20, 500) * scale, y0 + rng.uniform(0.5, 20, 500) * scale])
+    got = tm.fraction_in_boxes(boxes)
+    np.testing.assert_array_equal(got, _fraction_with_whole_table(tm, boxes))
+    if where == "none":
+        assert not got.any()
+
+
 @pytest.mark.slow
 def test_synthetic_slide_tissue_covers_its_annotations(tmp_path: Path) -> None:
     synth = pytest.importorskip("mrseg.synth")
