@@ -15,7 +15,6 @@ killed outright (SIGKILL) takes its workers with it (the parent-death signal, Li
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import os
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.core.errors import MrsegError
-from mrseg.core.workers import libc, worker_pool
+from mrseg.core.memory import release_memory
+from mrseg.core.workers import worker_pool
 from mrseg.demo.cache import StageRecord, StageRunner, fmt_seconds, stage_key
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,6 @@ def _interrupted() -> DemoInterrupted:
         "interrupted by SIGTERM: the worker processes were stopped; finished stages are kept, "
         "run the same command again to continue"
     )
-
-
-def release_memory() -> None:
-    """Collect garbage and give freed heap back to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
-    gc.collect()
-    c = libc()
-    if c is not None and hasattr(c, "malloc_trim"):  # glibc only
-        c.malloc_trim(0)
 
 
 def _timed(fn: Callable[..., StageOut], args: tuple[Any, ...]) -> tuple[StageOut, float, float]:
@@ -139,4 +131,4 @@ def run_stages(runner: StageRunner, stages: Sequence[ParallelStage], jobs: int) 
     return ordered
 
 
-__all__ = ["DemoInterrupted", "ParallelStage", "StageOut", "Task", "release_memory", "run_stages", "run_tasks"]
+__all__ = ["DemoInterrupted", "ParallelStage", "StageOut", "Task", "run_stages", "run_tasks"]

@@ -23,6 +23,7 @@ import numpy as np
 from mrseg.core.device import resolve_device
 from mrseg.core.errors import ConfigError, SlideError
 from mrseg.core.input_spec import InputSpec
+from mrseg.core.memory import release_memory
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.inference.merger import Merger, OnDiskMerger, ProbabilityMap
 from mrseg.inference.predictor import ModelFn, Predictor
@@ -119,6 +120,9 @@ def plan_slide(slide: Slide, spec: InputSpec, settings: PredictSettings, tissue:
         mask = tissue_mask(slide, tissue)
         tissue_fraction, keep = float(mask.fraction), tissue_filter(mask)
     tiling = make_tiling(dims, slide.mpp, finest, spec.size_px, settings.overlap, settings.chunk_tiles, keep)
+    if keep is not None:
+        del mask, keep
+        release_memory(collect=False)  # the detection's freed work arrays, before the loaders allocate
     scale = finest / out_mpp
     w0, h0 = dims
     map_shape = (max(1, round(h0 * slide.mpp / out_mpp)), max(1, round(w0 * slide.mpp / out_mpp)))
