@@ -90,6 +90,28 @@ def test_integrity_check(tmp_path: Path) -> None:
     assert not is_tiff(other)
 
 
+@pytest.mark.parametrize("check", ["integrity", "resolution", "slide"])
+def test_reading_tags_leaves_no_tiff_file_for_the_collector(tmp_path: Path, check: str) -> None:
+    """A closed TiffFile is a reference cycle holding every tile offset as a Python int: it is freed on return."""
+    import gc
+
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    path = write_pyramidal_tiff(tmp_path / "p.tif", image, 0.5, compression="zlib", tile=32, min_size=32)
+    gc.collect()
+    gc.disable()  # no automatic collection may hide a cycle left behind
+    try:
+        if check == "integrity":
+            check_tiff_integrity(path)
+        elif check == "resolution":
+            assert resolution_mpp(path) == pytest.approx((0.5, 0.5))
+        else:
+            Slide.open(path).close()
+        alive = [o for o in gc.get_objects() if isinstance(o, (tifffile.TiffFile, tifffile.TiffPage))]
+    finally:
+        gc.enable()
+    assert alive == []
+
+
 # --------------------------------------------------------------------------------------------
 # Tile by tile: levels equal to halving the whole level, flat tiles shared, sparse images not read
 # --------------------------------------------------------------------------------------------
