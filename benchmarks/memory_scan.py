@@ -18,6 +18,7 @@ Usage::
     python benchmarks/memory_scan.py --sizes 8192 16384 32768 --out /tmp/scan.json
     python benchmarks/memory_scan.py --sizes 8192 100000x200000        # HEIGHTxWIDTH also accepted
     python benchmarks/memory_scan.py --slide-mpp 0.243 --sizes 16384 100000x200000   # CAMELYON16's mpp
+    python benchmarks/memory_scan.py --block-offset 2048 --repeats 3 --sizes 8192 65536   # same tiles, 3 runs
 
 A slide's physical area, not its pixel count, sets the size of the tissue thumbnail (8 µm/px):
 100,000 x 200,000 px at 0.5 µm/px is 50 x 100 mm, larger than a glass slide, while a CAMELYON16
@@ -31,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,17 +47,22 @@ BACKGROUND = 240
 
 
 class SparseSlide:
-    """``(H, W, 3)`` uint8 array-like: background everywhere but a ``block``-px textured square at the centre.
+    """``(H, W, 3)`` uint8 array-like: background everywhere but a ``block``-px textured square.
+
+    The square lies at the centre, or with its top-left corner at level-0 pixel ``(offset, offset)``.
 
     It has ``region_is_fill`` and ``fill_value``, so the pyramid writer reads only the textured tiles.
     """
 
-    def __init__(self, height: int, width: int, block: int, seed: int = 0) -> None:
+    def __init__(self, height: int, width: int, block: int, seed: int = 0, offset: int | None = None) -> None:
         self.shape = (height, width, 3)
         self.dtype = np.dtype(np.uint8)
         self.ndim = 3
         self.fill_value = BACKGROUND
-        self.y0, self.x0 = (height - block) // 2 // 256 * 256, (width - block) // 2 // 256 * 256
+        if offset is None:  # the centre, on the 256-px grid
+            self.y0, self.x0 = (height - block) // 2 // 256 * 256, (width - block) // 2 // 256 * 256
+        else:
+            self.y0 = self.x0 = offset
         self.y1, self.x1 = self.y0 + block, self.x0 + block
         rng = np.random.default_rng(seed)
         noise = rng.integers(0, 70, (block, block), dtype=np.int16)
@@ -84,14 +91,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
-def make_slide(path: Path, height: int, width: int, block: int, mpp: float = 0.5) -> float:
+def make_slide(path: Path, height: int, width: int, block: int, mpp: float = 0.5, offset: int | None = None) -> float:
     """Write the sparse slide (level 0 at ``mpp`` µm/px) once; seconds taken (0 when it already existed)."""
     from mrseg.wsi.tiff import write_pyramidal_tiff
 
     if path.exists():
         return 0.0
     t0 = time.perf_counter()
-    write_pyramidal_tiff(path, SparseSlide(height, width, block), mpp, compression="jpeg", quality=85)
+    write_pyramidal_tiff(path, SparseSlide(height, width, block, offset=offset), mpp, compression="jpeg", quality=85)
     return time.perf_counter() - t0
 
 
@@ -143,17 +150,24 @@ def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    first = rows[0]
-    head = f"{'slide (HxW)':>16}{'Gpx':>7}{'tiles':>7}{'wall s':>8}{'s/tile':>8}{'TIFF s':>8}{'overlay s':>10}"
-    head += f"{'out MB':>8}{'RSS MB':>8}{'RSS x':>7}{'TIFF x':>8}"
+    """One line per slide size: the median run's figures, peak RSS as median [min-max] over the repeats."""
+    sizes = list(dict.fromkeys((r["height"], r["width"]) for r in rows))
+    by_size = {size: [r for r in rows if (r["height"], r["width"]) == size] for size in sizes}
+    first_rss = statistics.median(r["peak_rss_mb"] for r in by_size[sizes[0]])
+    first_tiff = max(statistics.median(r["timings"].get("write_tiff_s", 0.0) for r in by_size[sizes[0]]), 1e-9)
+    head = f"{'slide (HxW)':>16}{'Gpx':>7}{'tiles':>7}{'runs':>5}{'wall s':>8}{'tissue s':>9}{'TIFF s':>8}"
+    head += f"{'overlay s':>10}{'out MB':>8}{'RSS MB':>8}{'RSS range':>11}{'RSS x':>7}{'TIFF x':>8}"
     print("\n" + head + "\n" + "-" * len(head))
-    for r in rows:
-        tiff, ov = r["timings"].get("write_tiff_s", 0.0), r["timings"].get("write_overlay_s", 0.0)
-        tiff_first = max(first["timings"].get("write_tiff_s", 0.0), 1e-9)
+    for (h, w), runs in by_size.items():
+        med = {k: statistics.median(r["timings"].get(k, 0.0) for r in runs) for k in runs[0]["timings"]}
+        rss = [r["peak_rss_mb"] for r in runs]
+        tiff = med.get("write_tiff_s", 0.0)
         print(
-            f"{r['height']:>8}x{r['width']:<7}{r['height'] * r['width'] / 1e9:>7.2f}{r['tiles']:>7}{r['wall_s']:>8.1f}"
-            f"{r['s_per_tile']:>8.3f}{tiff:>8.2f}{ov:>10.2f}{r['output_mb']:>8.1f}{r['peak_rss_mb']:>8.0f}"
-            f"{r['peak_rss_mb'] / first['peak_rss_mb']:>7.2f}{tiff / tiff_first:>8.2f}"
+            f"{h:>8}x{w:<7}{h * w / 1e9:>7.2f}{runs[0]['tiles']:>7}{len(runs):>5}"
+            f"{statistics.median(r['wall_s'] for r in runs):>8.1f}{med.get('open_and_tissue_s', 0.0):>9.2f}"
+            f"{tiff:>8.2f}{med.get('write_overlay_s', 0.0):>10.2f}{runs[0]['output_mb']:>8.1f}"
+            f"{statistics.median(rss):>8.0f}{f'{min(rss):.0f}-{max(rss):.0f}':>11}"
+            f"{statistics.median(rss) / first_rss:>7.2f}{tiff / first_tiff:>8.2f}"
         )
 
 
@@ -162,11 +176,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", default=["8192", "16384", "32768", "65536", "100000x200000"])
     p.add_argument("--block", type=int, default=3072, help="edge of the textured square (px, multiple of 256)")
     p.add_argument(
+        "--block-offset",
+        type=int,
+        default=None,
+        help="level-0 px of the square's top-left corner on every slide (default: the centre); the same "
+        "offset gives every slide the same tiles and read chunks, so only the area differs",
+    )
+    p.add_argument(
         "--slide-mpp",
         type=float,
         default=0.5,
         help="level-0 µm/px of the slides (CAMELYON16 scans: 0.243; the model reads at 0.5)",
     )
+    p.add_argument("--repeats", type=int, default=1, help="runs per slide (peak RSS varies by some 30 MB run to run)")
     p.add_argument("--width", type=int, default=8, help="U-Net base width")
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
@@ -189,15 +211,17 @@ def main() -> None:
     rows, load = [], []
     for text in args.sizes:
         h, w = parse_size(text)
-        slide = work / f"sparse_{h}x{w}_{args.slide_mpp:g}mpp.tif"
-        gen_s = make_slide(slide, h, w, args.block, args.slide_mpp)
+        at = "" if args.block_offset is None else f"_at{args.block_offset}"
+        slide = work / f"sparse_{h}x{w}_{args.slide_mpp:g}mpp{at}.tif"
+        gen_s = make_slide(slide, h, w, args.block, args.slide_mpp, args.block_offset)
         load.append(os.getloadavg()[0])
-        cfg = {"checkpoint": str(ckpt), "slide": str(slide), "out": str(work / f"out_{h}x{w}")}
-        r = run_child({**cfg, "threads": args.threads, "batch_size": args.batch_size})
-        r |= {"height": h, "width": w, "slide_mpp": args.slide_mpp, "slide_write_s": gen_s}
-        r["slide_mb"] = slide.stat().st_size / 2**20
-        rows.append(r)
-        print(f"{h}x{w}: {r['tiles']} tiles, {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        cfg = {"checkpoint": str(ckpt), "slide": str(slide), "out": str(work / f"out_{h}x{w}{at}")}
+        for repeat in range(args.repeats):
+            r = run_child({**cfg, "threads": args.threads, "batch_size": args.batch_size})
+            r |= {"height": h, "width": w, "slide_mpp": args.slide_mpp, "slide_write_s": gen_s, "repeat": repeat}
+            r["slide_mb"] = slide.stat().st_size / 2**20
+            rows.append(r)
+            print(f"{h}x{w}: {r['tiles']} tiles, {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     print_table(rows)
     print(f"load average during the run: {min(load):.1f}-{max(load):.1f}")
     result = {
