@@ -106,6 +106,7 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process (so peak RSS is this run's)."""
     import torch
 
+    from mrseg.core.memory import keep_freed_heap
     from mrseg.inference.predictor import prepare_model
     from mrseg.inference.runner import run_slide
     from mrseg.inference.settings import PredictSettings
@@ -116,6 +117,9 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # the heap setting the tile loop makes (predict_slide), made before the model-only figure too: else
+    # that figure pays glibc's page faults on every batch and the loop, which does not, looks efficient
+    keep_freed_heap()
     ckpt = load_checkpoint(args.checkpoint)
     spec = ckpt.input_spec
     settings = PredictSettings(

@@ -23,7 +23,7 @@ import numpy as np
 from mrseg.core.device import resolve_device
 from mrseg.core.errors import ConfigError, SlideError
 from mrseg.core.input_spec import InputSpec
-from mrseg.core.memory import release_memory
+from mrseg.core.memory import keep_freed_heap, release_memory
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.inference.merger import Merger, OnDiskMerger, ProbabilityMap
 from mrseg.inference.predictor import ModelFn, Predictor
@@ -223,6 +223,7 @@ def predict_slide(
         path, dims, slide_mpp = handle.path, (int(handle.dimensions[0]), int(handle.dimensions[1])), float(handle.mpp)
     timings = {"open_and_tissue_s": time.perf_counter() - t0}
     predictor = make_predictor(model, checkpoint, plan, settings)
+    keep_freed_heap()  # each batch's tensors reuse the last one's memory (core.memory)
     merger = open_merger(plan, predictor.channels, Path(workdir), settings)
     if plan.tiling.n_tiles == 0:
         log.warning("%s: no tissue found; writing an empty probability map", path)
