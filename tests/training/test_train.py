@@ -107,6 +107,20 @@ def test_deterministic_mode_skips_the_nan_fill_and_changes_nothing(
     assert _same(_state(tmp_path / "fast" / "last.pt"), _state(tmp_path / "filled" / "last.pt"))
 
 
+def test_keep_freed_heap_is_asked_for_by_the_config(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train.keep_freed_heap`` calls core.memory.keep_freed_heap, or not (process-wide: tested in tests/core)."""
+    from mrseg.training import loop
+
+    calls: list[int] = []
+    monkeypatch.setattr(loop, "keep_freed_heap", lambda: calls.append(1) or True)
+    for keep in (True, False):
+        cfg = load_config(None, tiny_overrides(data, **{"train.epochs": 1, "train.keep_freed_heap": keep}))
+        train(cfg, tmp_path / str(keep), device="cpu")
+        assert len(calls) == 1  # asked for by the first run only
+
+
 def test_resume_is_exact(data: Path, tmp_path: Path) -> None:
     two = load_config(None, tiny_overrides(data, **{"train.scheduler": "step", "train.scheduler_step": 1}))
     train(two, tmp_path / "full", device="cpu")

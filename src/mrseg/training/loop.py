@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from mrseg.core.atomic import sweep_stale
 from mrseg.core.errors import CheckpointError, ConfigError, MrsegError, SlideError
 from mrseg.core.locks import output_lock
+from mrseg.core.memory import keep_freed_heap
 from mrseg.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mrseg.training import distributed as D
 from mrseg.training.budget import check_model_budget
@@ -169,6 +170,8 @@ def _train(
     seed_everything(t.seed, deterministic=t.deterministic)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
+    if t.keep_freed_heap:
+        keep_freed_heap()  # each step's activations and gradients reuse the last step's memory (core.memory)
     ckpt = _checkpoint_to_resume(config, out, resume)  # again, under the lock
     train_ds, val_ds = _prepare_data(config, ctx)
     run = start_run(config, ctx, ckpt)

@@ -223,6 +223,11 @@ class TrainConfig(Section):
     seed: int = 0
     deterministic: bool = True
     num_threads: int = Field(default=0, ge=0, description="torch intra-op threads of the trainer (0: default)")
+    keep_freed_heap: bool = Field(
+        default=True,
+        description="glibc: keep freed memory for the next step's tensors (core.memory.keep_freed_heap); "
+        "1.3-1.4x faster steps at 256 px, none needed for 64-px patches",
+    )
 
 
 class OutputConfig(Section):
