@@ -49,3 +49,21 @@ def test_one_sample_and_non_contiguous_input(patches: np.ndarray) -> None:
 def test_refuses_other_shapes() -> None:
     with pytest.raises(ValueError, match="expected uint8 patches"):
         to_tensor(np.zeros((2, 16, 16, 4), np.uint8), SPEC)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_byte_value_and_channel_matches_the_torch_formula(channels_last: bool) -> None:
+    """numpy's float32 arithmetic gives torch's bytes for all 256 values of every channel, in both layouts."""
+    values = np.broadcast_to(np.arange(256, dtype=np.uint8)[:, None], (256, 3)).reshape(1, 1, 16, 16, 3)
+    imagenet = InputSpec((0.5,), 16, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    for spec in (SPEC, InputSpec((0.5,), 16), imagenet):
+        x = to_tensor(values.copy(), spec, channels_last=channels_last)
+        assert torch.equal(x, reference(values.copy(), spec))
+        assert x.is_contiguous() or channels_last
+
+
+def test_a_cpu_tensor_and_an_array_give_the_same_bytes(patches: np.ndarray) -> None:
+    for channels_last in (False, True):
+        a = to_tensor(patches, SPEC, channels_last=channels_last)
+        b = to_tensor(torch.from_numpy(patches), SPEC, channels_last=channels_last)
+        assert torch.equal(a, b) and a.stride() == b.stride()

@@ -35,7 +35,38 @@ def to_tensor(patches: np.ndarray | torch.Tensor, spec: InputSpec, *, channels_l
     ValueError
         When the array is not ``(N, J, H, W, 3)`` (or ``(J, H, W, 3)``).
     """
-    t = torch.as_tensor(patches)
+    if isinstance(patches, torch.Tensor) and patches.device.type != "cpu":
+        return _to_tensor_torch(patches, spec, channels_last=channels_last)
+    array = np.asarray(patches)
+    if array.ndim == 4:
+        array = array[None]
+    if array.ndim != 5 or array.shape[-1] != 3:
+        raise ValueError(f"expected uint8 patches (N, J, H, W, 3), got shape {tuple(array.shape)}")
+    if channels_last:
+        return torch.from_numpy(normalise(array, spec)).permute(0, 1, 4, 2, 3)
+    planar = np.ascontiguousarray(array.transpose(0, 1, 4, 2, 3))  # reordered as uint8: no float copy
+    return torch.from_numpy(normalise(planar, spec, channel_axis=2))
+
+
+def normalise(patches: np.ndarray, spec: InputSpec, *, channel_axis: int = -1) -> np.ndarray:
+    """``uint8`` patches -> float32 ``(x / 255 - mean) / std`` per channel (axis ``channel_axis``), same shape.
+
+    numpy, on the calling thread (no intra-op thread pool to wake for a few MB), in the float32
+    operations of the torch formula (:func:`_to_tensor_torch`), so the values are the same bytes
+    (tested).
+    """
+    out = np.asarray(patches).astype(np.float32)
+    shape = [1] * out.ndim
+    shape[channel_axis] = 3
+    out /= np.float32(255.0)
+    out -= np.asarray(spec.mean, dtype=np.float32).reshape(shape)
+    out /= np.asarray(spec.std, dtype=np.float32).reshape(shape)
+    return out
+
+
+def _to_tensor_torch(patches: torch.Tensor, spec: InputSpec, *, channels_last: bool = False) -> torch.Tensor:
+    """:func:`to_tensor` in torch operations, on the tensor's device (GPU tensors)."""
+    t = patches
     if t.ndim == 4:
         t = t.unsqueeze(0)
     if t.ndim != 5 or t.shape[-1] != 3:
@@ -44,9 +75,9 @@ def to_tensor(patches: np.ndarray | torch.Tensor, spec: InputSpec, *, channels_l
     if not channels_last:
         t = t.contiguous()
     t = t.to(torch.float32).div_(255.0)  # keeps the layout of t (both are dense)
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=t.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=t.device).view(1, 1, 3, 1, 1)
     return t.sub_(mean).div_(std)
 
 
-__all__ = ["to_tensor"]
+__all__ = ["normalise", "to_tensor"]
