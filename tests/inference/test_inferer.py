@@ -164,3 +164,30 @@ def test_unknown_and_unavailable_devices(make_ckpt: CheckpointFactory) -> None:
         with pytest.raises(ConfigError, match="CUDA"):
             prepare_model(make_ckpt(), "cuda")
     assert prepare_model(make_ckpt(), "auto").device.type in ("cpu", "cuda", "mps")
+
+
+def test_map_chunks_are_finished_as_their_last_tile_arrives(
+    tmp_path: Path, slide_file: SlideFactory, make_ckpt: CheckpointFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merger is told every tile: chunks leave memory during the loop, and the map is the same bytes."""
+    import mrseg.inference.inferer as inferer
+    from mrseg.inference.merger import OnDiskMerger
+
+    slide, ckpt = slide_file(), make_ckpt()
+    settings = PredictSettings(tissue_mask=False, float16=True, chunk_tiles=2, batch_size=3)
+    reference = predict_slide(RedChannel(), ckpt, slide, tmp_path / "one", settings)  # 512-px chunks: one chunk
+    assert reference.map.channels[0].chunks_written == 1
+    live: list[int] = []
+    add = OnDiskMerger._add
+
+    def spy(self: OnDiskMerger, *args: object) -> None:
+        add(self, *args)  # type: ignore[arg-type]
+        live.append(len(self._sums))
+
+    monkeypatch.setattr(inferer, "MAP_CHUNK_PX", 64)
+    monkeypatch.setattr(OnDiskMerger, "_add", spy)
+    pred = predict_slide(RedChannel(), ckpt, slide, tmp_path / "many", settings)
+    chunks = pred.map.channels[0].chunks_written
+    assert chunks == 4 * 5  # 256 x 320 px at 1 µm/px in 64-px chunks
+    assert live[-1] == 0 and max(live) < chunks  # every chunk finished by its last tile, before finalize
+    np.testing.assert_array_equal(pred.map.channels[0][:], reference.map.channels[0][:])

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 #: Relative tolerance between the slide's level-0 mpp and the model's finest mpp.
 MPP_TOLERANCE = 0.02
 
+#: Edge of the output map's chunks in map pixels (the merger's unit of storage and of finishing).
+MAP_CHUNK_PX = 512
+
 #: Called with ``(tiles done, tiles total)`` after every batch.
 ProgressCallback = Callable[[int, int], None]
 
@@ -131,14 +134,21 @@ def plan_slide(slide: Slide, spec: InputSpec, settings: PredictSettings, tissue:
 
 
 def open_merger(plan: SlidePlan, channels: int, workdir: Path, settings: PredictSettings) -> Merger:
-    """The on-disk merger of ``plan``'s map (scratch arrays under ``workdir / "merger"``)."""
+    """The on-disk merger of ``plan``'s map (scratch arrays under ``workdir / "merger"``).
+
+    It is told every tile's box, so a map chunk is divided, encoded and stored as soon as its last
+    tile is in: the sums in memory are those of the chunks the loop is crossing, not of all the
+    tissue so far (the map is the same bytes either way).
+    """
     return OnDiskMerger(
         workdir / "merger",
         plan.map_shape,
         channels,
         mpp=plan.map_mpp,
         ramp=settings.ramp,
+        chunk=MAP_CHUNK_PX,
         out_dtype="float16" if settings.float16 else "uint8",
+        expected=plan.boxes_map(np.arange(plan.tiling.n_tiles)),
     )
 
 
@@ -239,6 +249,7 @@ def predict_slide(
 
 
 __all__ = [
+    "MAP_CHUNK_PX",
     "MPP_TOLERANCE",
     "ProgressCallback",
     "SlidePlan",
