@@ -18,6 +18,7 @@ from mrseg.inference.settings import DEFAULT_WRITERS, RUN_ONLY, PredictSettings
     [
         ({"overlap": 1.0}, "overlap"),
         ({"batch_size": 0}, ">= 1"),
+        ({"writer_threads": 0}, "writer_threads"),
         ({"threshold": 0.0}, "threshold"),
         ({"ramp": "cosine"}, "ramp"),
         ({"precision": "fp8"}, "precision"),

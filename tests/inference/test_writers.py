@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,83 @@ def test_overlay_blend_is_bytewise_the_float_formula(
     prob = prob.astype(dtype)
     image = np.asarray(Image.open(write_overlay(tmp_path / "o.png", thumb, prob, alpha=alpha)))
     np.testing.assert_array_equal(image, _overlay_reference(thumb, prob, alpha))
+
+
+class _Meeting(Writer):
+    """Concurrent writers that only finish if the other one is running at the same moment."""
+
+    concurrent = True
+    barrier = threading.Barrier(2, timeout=20)
+
+    def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
+        return {self.name: f"{stem}.{self.name}"}
+
+    def write(self, job: WriteJob) -> dict[str, Any]:
+        self.barrier.wait()
+        job.path(self.name).write_text(self.name)
+        return {"met": True}
+
+
+class _MeetA(_Meeting):
+    name = "meet_a"
+
+
+class _MeetB(_Meeting):
+    name = "meet_b"
+
+
+class _Witness(Writer):
+    """Not concurrent: runs after the concurrent writers and records the facts it saw."""
+
+    name = "witness"
+
+    def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
+        return {"witness": f"{stem}.witness"}
+
+    def write(self, job: WriteJob) -> dict[str, Any]:
+        job.path("witness").write_text("seen")
+        return {"saw": sorted(job.facts)}
+
+
+@pytest.fixture()
+def meeting_writers() -> Iterator[None]:
+    for cls in (_MeetA, _MeetB, _Witness):
+        register_writer(cls)
+    yield
+    for cls in (_MeetA, _MeetB, _Witness):
+        WRITERS.pop(cls.name)
+
+
+def test_concurrent_writers_run_at_once_and_are_recorded_in_order(
+    tmp_path: Path, slide_file: SlideFactory, checkpoint_file: Path, meeting_writers: None
+) -> None:
+    _Meeting.barrier.reset()
+    settings = PredictSettings(writers=("witness", "meet_b", "tiff", "meet_a"), writer_threads=3)
+    assert run_slide(checkpoint_file, slide_file(), tmp_path / "out", settings).status == "done"
+    raw = read_prediction_record(tmp_path / "out" / "s.json").raw
+    assert list(raw["outputs"]) == ["witness", "meet_b", "map", "meet_a", "record"]
+    saw = {"saw": ["meet_a", "meet_b", "tiff"]}
+    assert raw["writers"] == {"witness": saw, "meet_b": {"met": True}, "meet_a": {"met": True}}
+    assert {"write_meet_a_s", "write_meet_b_s", "write_tiff_s", "write_witness_s", "write_s"} <= set(raw["timings"])
+
+
+def test_writer_threads_do_not_change_a_byte(tmp_path: Path, slide_file: SlideFactory, checkpoint_file: Path) -> None:
+    slide = slide_file()
+    files = {}
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}"
+        settings = PredictSettings(writers=("tiff", "overlay", "geojson", "level0"), writer_threads=threads)
+        assert run_slide(checkpoint_file, slide, out, settings).status == "done"
+        files[threads] = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".tif", ".png", ".geojson")}
+    assert len(files[1]) == 4 and files[1] == files[2]
+
+
+def test_a_failing_concurrent_writer_fails_the_slide_and_commits_nothing(
+    tmp_path: Path, slide_file: SlideFactory, checkpoint_file: Path, meeting_writers: None
+) -> None:
+    _Meeting.barrier.reset()
+    _Meeting.barrier.abort()  # both meeting writers fail at once (BrokenBarrierError)
+    settings = PredictSettings(writers=("tiff", "meet_a", "meet_b"), writer_threads=3)
+    with pytest.raises(threading.BrokenBarrierError):
+        run_slide(checkpoint_file, slide_file(), tmp_path / "out", settings)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".s.lock"]

@@ -247,7 +247,8 @@ def _predict_parallel(
     train_keys: dict[str, str],
     settings: PredictSettings,
 ) -> dict[tuple[str, str], str]:
-    one = replace(settings, loader_threads=1, batch_size=32)  # several processes: bound each one's memory
+    # several processes: bound each one's memory and threads
+    one = replace(settings, loader_threads=1, writer_threads=1, batch_size=32)
     stages = []
     for split, spec in jobs:
         ckpt = run.root / "runs" / spec.key / "best.pt"

@@ -24,6 +24,7 @@ import shutil
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,18 +197,43 @@ def checkpoint_summary(plan: RunPlan, checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-def write_outputs(job: WriteJob, writers: list[Writer], stem: str, t_start: float) -> None:
-    """Run every writer with outputs on ``job`` in order (timing ``write_<name>_s``), the record last."""
+def _timed_write(writer: Writer, job: WriteJob) -> tuple[dict[str, Any], float]:
+    t0 = time.perf_counter()
+    facts = writer.write(job)
+    return facts, time.perf_counter() - t0
+
+
+def write_outputs(job: WriteJob, writers: list[Writer], stem: str, t_start: float, threads: int = 1) -> None:
+    """Run every writer with outputs on ``job`` (timing ``write_<name>_s``), the record last.
+
+    Writers whose class allows it (:attr:`Writer.concurrent`: the built-in ones, which only read
+    the map and the slide) run at once on up to ``threads`` threads: after the tile loop the cores
+    the model used are free, and the TIFF's and the PNG's encoders release the GIL. The others then
+    run one after the other, in order, seeing every earlier writer's facts. The facts are recorded
+    in the writers' order whatever the threads; the first writer (in that order) that failed
+    raises, after the others have finished.
+    """
     timings = job.prediction.timings
+    active = [w for w in writers if w.outputs(stem, job.labels) and not isinstance(w, RecordWriter)]
+    together = [w for w in active if w.concurrent] if threads > 1 else []
+    t0 = time.perf_counter()
+    if len(together) > 1:
+        with ThreadPoolExecutor(min(threads, len(together)), thread_name_prefix="mrseg-write") as pool:
+            futures = [pool.submit(_timed_write, writer, job) for writer in together]
+            wait(futures)
+        for writer, future in zip(together, futures, strict=True):
+            job.facts[writer.name], timings[f"write_{writer.name}_s"] = future.result()
+    else:
+        together = []
+    for writer in active:
+        if writer not in together:
+            job.facts[writer.name], timings[f"write_{writer.name}_s"] = _timed_write(writer, job)
+    job.facts = {w.name: job.facts[w.name] for w in active}  # the writers' order
+    timings["write_s"] = time.perf_counter() - t0
     for writer in writers:
-        if not writer.outputs(stem, job.labels):
-            continue
-        if isinstance(writer, RecordWriter):
+        if isinstance(writer, RecordWriter) and writer.outputs(stem, job.labels):
             timings["total_s"] = time.perf_counter() - t_start
-        t0 = time.perf_counter()
-        job.facts[writer.name] = writer.write(job)
-        if not isinstance(writer, RecordWriter):
-            timings[f"write_{writer.name}_s"] = time.perf_counter() - t0
+            job.facts[writer.name] = writer.write(job)
 
 
 def commit(scratch: Path, out_dir: Path, names: dict[str, str], stem: str) -> None:
@@ -255,7 +281,7 @@ def predict_and_write(
             job = WriteJob(
                 scratch, plan.names, pred, slide, checkpoint.labels, settings, checkpoint_summary(plan, checkpoint), run
             )
-            write_outputs(job, plan.writers, plan.stem, t_start)
+            write_outputs(job, plan.writers, plan.stem, t_start, settings.writer_threads)
         commit(scratch, plan.out_dir, plan.names, plan.stem)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

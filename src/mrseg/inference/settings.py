@@ -45,6 +45,7 @@ RUN_ONLY: tuple[str, ...] = (
     "loader_threads",
     "prefetch",
     "loader_nice",
+    "writer_threads",
 )
 
 
@@ -104,6 +105,9 @@ class PredictSettings:
     loader_nice
         Scheduling niceness added to the loader threads (Linux): on a CPU device the model's
         threads keep the cores and reading fills the gaps (0, the default, disables it).
+    writer_threads
+        Writers run at once after the tile loop (:meth:`~mrseg.inference.writers.base.Writer.concurrent`
+        ones: every built-in writer); 1 runs them one after the other.
     """
 
     device: str = "auto"
@@ -125,12 +129,14 @@ class PredictSettings:
     loader_threads: int = 2
     prefetch: int = 2
     loader_nice: int = 0
+    writer_threads: int = 2
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < 1:
             raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
-        if self.batch_size < 1 or self.chunk_tiles < 1 or self.loader_threads < 1 or self.prefetch < 1:
-            raise ConfigError("batch_size, chunk_tiles, loader_threads and prefetch must be >= 1")
+        counts = (self.batch_size, self.chunk_tiles, self.loader_threads, self.prefetch, self.writer_threads)
+        if min(counts) < 1:
+            raise ConfigError("batch_size, chunk_tiles, loader_threads, prefetch and writer_threads must be >= 1")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.ramp not in {r.value for r in Ramp}:

@@ -86,6 +86,7 @@ class AsapWriter(Writer):
     """``<stem>_regions.xml``; reports ``polygons`` (class regions written)."""
 
     name = "asap"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         return {"asap": f"{stem}_regions.xml"}

@@ -47,7 +47,9 @@ class WriteJob:
     run
         How the run was executed (resolved device, batch size): the record's ``run``.
     facts
-        ``{writer name: what it reported}`` for the writers that ran before (the record writes them).
+        ``{writer name: what it reported}`` for the writers that ran before (the record writes them):
+        a writer that is not :attr:`Writer.concurrent` sees those of every concurrent writer and of
+        the writers before it.
     """
 
     folder: Path
@@ -70,6 +72,10 @@ class Writer(ABC):
 
     #: Registry name, chosen in ``PredictSettings.writers``; also names the timing ``write_<name>_s``.
     name: ClassVar[str]
+    #: May run at the same time as other such writers (``PredictSettings.writer_threads``): it only reads
+    #: the job (the map, the slide, the settings) and writes its own files. False (the default for a new
+    #: writer): it runs after them, alone, and sees their facts in ``job.facts``.
+    concurrent: ClassVar[bool] = False
 
     @abstractmethod
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:

@@ -121,6 +121,7 @@ class GeoJsonWriter(Writer):
     """``<stem>.geojson``; reports ``polygons`` (the number of features)."""
 
     name = "geojson"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         return {"geojson": f"{stem}.geojson"}

@@ -131,6 +131,7 @@ class SlideGridWriter(Writer):
     """``<stem>_level0.tif`` (+ ``<stem>_labels_level0.tif`` for multi-class tasks)."""
 
     name = "level0"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         names = {"map_level0": f"{stem}_level0.tif"}

@@ -177,6 +177,7 @@ class OmeTiffWriter(Writer):
     """``<stem>.ome.tif`` (probabilities) and, for multi-class tasks, ``<stem>_labels.ome.tif``."""
 
     name = "ome"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         names = {"ome": f"{stem}.ome.tif"}

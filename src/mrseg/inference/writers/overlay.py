@@ -104,6 +104,7 @@ class OverlayWriter(Writer):
     """``<stem>_overlay.png``."""
 
     name = "overlay"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         return {"overlay": f"{stem}_overlay.png"}

@@ -55,6 +55,7 @@ class ProbabilityTiffWriter(Writer):
     """``<stem>.tif`` and, for multi-class tasks, ``<stem>_class<k>.tif``."""
 
     name = "tiff"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         names = {"map": f"{stem}.tif"}
@@ -76,6 +77,7 @@ class LabelTiffWriter(Writer):
     """``<stem>_labels.tif`` for multi-class tasks (nothing for binary ones)."""
 
     name = "labels"
+    concurrent = True
 
     def outputs(self, stem: str, labels: LabelSpec) -> dict[str, str]:
         return {} if labels.is_binary else {"labels": f"{stem}_labels.tif"}
