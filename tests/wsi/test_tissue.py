@@ -17,7 +17,7 @@ from skimage.morphology import remove_small_objects
 from mrseg.core.errors import DataError
 from mrseg.core.tissue_spec import TissueSettings
 from mrseg.wsi.slide import Slide
-from mrseg.wsi.tissue import TissueMask, detect_tissue, saturation, tissue_mask
+from mrseg.wsi.tissue import TissueMask, clean_tissue, detect_tissue, saturation, tissue_mask
 
 PINK = np.array([220, 140, 190])
 PURPLE = np.array([130, 70, 160])
@@ -300,3 +300,39 @@ def test_saturation_is_rgb2hsv_saturation() -> None:
     rgb[1, :8] = 255  # white, and grey below: delta 0
     rgb[2, :8] = 128
     np.testing.assert_array_equal(saturation(rgb), rgb2hsv(rgb)[..., 1])
+
+
+def _reference_clean(tissue: np.ndarray, min_size: int, max_hole: int) -> np.ndarray:
+    """The clean-up on the whole image with skimage (the oracle)."""
+    if min_size > 1:
+        tissue = remove_small_objects(tissue, max_size=min_size - 1)
+    holes = ndimage.binary_fill_holes(tissue) & ~tissue
+    return tissue | (holes & ~remove_small_objects(holes, max_size=max_hole))
+
+
+@pytest.mark.parametrize("where", ["centre", "top-left", "bottom-right", "full width", "everywhere", "one pixel"])
+def test_clean_up_on_the_tissue_box_equals_the_whole_image(where: str) -> None:
+    # objects and holes of every size, the tissue box inside the image or on its borders
+    rng = np.random.default_rng(sum(map(ord, where)))
+    h, w = 90, 110
+    for _ in range(4):
+        raw = np.zeros((h, w), dtype=bool)
+        box = {
+            "centre": (slice(20, 70), slice(30, 80)),
+            "top-left": (slice(0, 40), slice(0, 50)),
+            "bottom-right": (slice(50, h), slice(60, w)),
+            "full width": (slice(30, 60), slice(0, w)),
+            "everywhere": (slice(0, h), slice(0, w)),
+            "one pixel": (slice(44, 45), slice(50, 51)),
+        }[where]
+        raw[box] = rng.random(raw[box].shape) < rng.uniform(0.4, 0.8)
+        if where != "one pixel":  # a ring around a hole, and a blob touching the box's edge
+            yy, xx = np.mgrid[:h, :w]
+            cy, cx = (box[0].start + box[0].stop) // 2, (box[1].start + box[1].stop) // 2
+            d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+            raw[box] |= ((d2 > 16) & (d2 < 64))[box]
+            raw[box] &= ~(d2 < 9)[box]
+        for min_size, max_hole in ((1, 1), (5, 4), (12, 30), (40, 200)):
+            got = clean_tissue(raw, 1.0, TissueSettings(min_object_um2=min_size, max_hole_um2=max_hole))
+            np.testing.assert_array_equal(got, _reference_clean(raw, min_size, max_hole))
+    assert not clean_tissue(np.zeros((5, 6), bool), 1.0).any()
