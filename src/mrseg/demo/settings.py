@@ -1,8 +1,8 @@
 """What the demo runs: the six models, the data-set sizes and the shared small training recipe.
 
-Two presets: :func:`default_settings` (about 12 minutes on an idle 2-core CPU: recipe R3e24, the best
-of the recipes tried on validation data; docs/results.md) and
-:func:`quick_settings` (about a minute: tiny slides, a few steps; for CI). Every size is in pixels at
+Two presets: :func:`default_settings` (8-10 minutes on an idle 2-core CPU with AVX-512: recipe R3e48,
+chosen on validation data; docs/results.md) and
+:func:`quick_settings` (about half a minute: tiny slides, a few steps; for CI). Every size is in pixels at
 the slides' level-0 mpp (0.5 µm/px unless ``slide_mpp`` says otherwise).
 """
 
