@@ -104,6 +104,12 @@ def _union_pixels(tiling: Any, mpps: tuple[float, ...], tile: int, dims: tuple[i
 
 def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process (so peak RSS is this run's)."""
+    try:  # what `mrseg predict` does first (before torch is loaded); code before session 9 has no such step
+        from mrseg.core.openmp import prefer_short_spin
+    except ImportError:
+        pass
+    else:
+        prefer_short_spin()
     import torch
 
     from mrseg.core.memory import keep_freed_heap

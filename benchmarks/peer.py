@@ -87,6 +87,12 @@ def mrseg_child(cfg: dict[str, Any]) -> dict[str, Any]:
     """One mrseg run in this (fresh) process: prepare and warm the model, time run_slide, then the model alone."""
     import dataclasses
 
+    try:  # what `mrseg predict` does first (before torch is loaded); code before session 9 has no such step
+        from mrseg.core.openmp import prefer_short_spin
+    except ImportError:
+        pass
+    else:
+        prefer_short_spin()
     import torch
 
     from mrseg.inference.predictor import prepare_model

@@ -18,6 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from mrseg import __version__
 from mrseg.cli.errors import demote_third_party_logs, error_line
+from mrseg.core.openmp import prefer_short_spin
 
 log = logging.getLogger("mrseg")
 
@@ -168,5 +169,6 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (it sets OpenMP's wait policy before any command imports torch)."""
+    prefer_short_spin()
     sys.exit(app(standalone_mode=True) or 0)
