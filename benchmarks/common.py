@@ -23,6 +23,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def as_the_command_line() -> None:
+    """What ``mrseg`` does first, before torch loads (:func:`mrseg.core.openmp.prefer_short_spin`).
+
+    Call it in a benchmark's child before ``import torch``; code before session 9 (``--today``) has no
+    such step, and then nothing is done.
+    """
+    try:
+        from mrseg.core.openmp import prefer_short_spin
+    except ImportError:
+        return
+    prefer_short_spin()
+
+
 def write_result(path: Path, result: dict[str, Any]) -> None:
     """Write ``result`` as indented JSON to ``path`` (atomically: a temporary name, then renamed) and say so."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import as_the_command_line
+
 MODELS = {"unet": ("unet", (0.5,)), "mrn": ("mrn_bilinear", (0.5, 1.0, 2.0, 4.0))}
 
 
@@ -104,12 +107,7 @@ def _union_pixels(tiling: Any, mpps: tuple[float, ...], tile: int, dims: tuple[i
 
 def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process (so peak RSS is this run's)."""
-    try:  # what `mrseg predict` does first (before torch is loaded); code before session 9 has no such step
-        from mrseg.core.openmp import prefer_short_spin
-    except ImportError:
-        pass
-    else:
-        prefer_short_spin()
+    as_the_command_line()  # before torch is loaded, as `mrseg predict` does
     import torch
 
     from mrseg.core.memory import keep_freed_heap

@@ -30,10 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_result
 
+from mrseg.core.openmp import SPIN_COUNT, WAIT_VARIABLES
+
 #: name -> environment of the child (on top of the parent's, with every wait variable removed).
 CONFIGS: dict[str, dict[str, str]] = {
     "default": {},
-    "spin10k": {"GOMP_SPINCOUNT": "10000"},
+    "short spin": {"GOMP_SPINCOUNT": str(SPIN_COUNT)},  # what the command line sets
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
 }
 
@@ -79,7 +81,7 @@ def main() -> None:
     loaders = [mp.Process(target=busy, daemon=True) for _ in range(args.load)]
     for p in loaders:
         p.start()
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    base = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}
     flags = ["--tile", str(args.tile), "--batch", str(args.batch), "--threads", str(args.threads)]
     rounds: list[dict[str, float]] = []
     try:
@@ -95,7 +97,7 @@ def main() -> None:
         for p in loaders:
             p.kill()
     print(f"\n{args.tile} px, batch {args.batch}, {args.threads} threads, load {args.load}")
-    print(f"{'config':10} {'tiles/s median [range]':28} {'x default, median [range]':28}")
+    print(f"{'config':12} {'tiles/s median [range]':28} {'x default, median [range]':28}")
     summary = {}
     for name in CONFIGS:
         values = [row[name] for row in rounds]
@@ -103,7 +105,7 @@ def main() -> None:
         summary[name] = {"tiles_per_s": values, "ratio_to_default": ratios}
         tps = f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
         rat = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
-        print(f"{name:10} {tps:28} {rat:28}")
+        print(f"{name:12} {tps:28} {rat:28}")
     write_result(
         args.out,
         {

@@ -43,6 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import as_the_command_line
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PEER_PYTHON = ROOT.parent / "peer-venv" / "bin" / "python"
 DEFAULT_PEER_SCRIPT = ROOT.parent / "shared" / "bench" / "peer_tiatoolbox.py"
@@ -87,12 +90,7 @@ def mrseg_child(cfg: dict[str, Any]) -> dict[str, Any]:
     """One mrseg run in this (fresh) process: prepare and warm the model, time run_slide, then the model alone."""
     import dataclasses
 
-    try:  # what `mrseg predict` does first (before torch is loaded); code before session 9 has no such step
-        from mrseg.core.openmp import prefer_short_spin
-    except ImportError:
-        pass
-    else:
-        prefer_short_spin()
+    as_the_command_line()  # before torch is loaded, as `mrseg predict` does
     import torch
 
     from mrseg.inference.predictor import prepare_model

@@ -24,7 +24,7 @@ import shutil
 import socket
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,15 +216,14 @@ def write_outputs(job: WriteJob, writers: list[Writer], stem: str, t_start: floa
     timings = job.prediction.timings
     active = [w for w in writers if w.outputs(stem, job.labels) and not isinstance(w, RecordWriter)]
     together = [w for w in active if w.concurrent] if threads > 1 else []
+    if len(together) < 2:
+        together = []  # one writer needs no pool
     t0 = time.perf_counter()
-    if len(together) > 1:
+    if together:
         with ThreadPoolExecutor(min(threads, len(together)), thread_name_prefix="mrseg-write") as pool:
             futures = [pool.submit(_timed_write, writer, job) for writer in together]
-            wait(futures)
-        for writer, future in zip(together, futures, strict=True):
+        for writer, future in zip(together, futures, strict=True):  # leaving the pool waited for every one
             job.facts[writer.name], timings[f"write_{writer.name}_s"] = future.result()
-    else:
-        together = []
     for writer in active:
         if writer not in together:
             job.facts[writer.name], timings[f"write_{writer.name}_s"] = _timed_write(writer, job)
