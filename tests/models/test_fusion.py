@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from mrseg.core.errors import ModelConfigError
+from mrseg.models import create_model
 from mrseg.models.fusers.concat import ConcatFuser
-from mrseg.models.fusion import CropUpscale, Fusion, center_crop
+from mrseg.models.fusion import CropUpscale, Fusion, center_crop, init_nearest
 
 
 def test_center_crop_takes_the_centre() -> None:
@@ -62,6 +63,41 @@ def test_transposed_upscale_shapes_and_locality() -> None:
     x2 = x.clone()
     x2[..., :6, :] += 5.0  # outside the centre 4x4 crop (rows 6..9)
     torch.testing.assert_close(up(x2), out)
+
+
+def test_nearest_init_starts_as_nearest_neighbour_upscaling_of_the_centre() -> None:
+    # pixel values encode (channel, row, col): the upscaled map repeats each centre pixel gamma x gamma times
+    c, h, gamma = 3, 16, 4
+    grid = torch.arange(c * h * h, dtype=torch.float32).reshape(1, c, h, h)
+    up = CropUpscale(c, gamma=gamma, mode="transposed", init="nearest")
+    conv = up.up[0]  # type: ignore[index]
+    out = conv(center_crop(grid, gamma))
+    top = (h - h // gamma) // 2
+    for ch in range(c):
+        for y in (0, 5, 15):
+            for x in (0, 7, 12):
+                assert out[0, ch, y, x] == grid[0, ch, top + y // gamma, top + x // gamma]
+    # defaults stay PyTorch's random initialisation
+    random = CropUpscale(c, gamma=gamma, mode="transposed").up[0]  # type: ignore[index]
+    assert random.weight.std() > 0 and not torch.equal(random.weight, conv.weight)
+
+
+def test_upscale_init_is_checked() -> None:
+    with pytest.raises(ModelConfigError, match=r"unknown upscale_init 'bilinear'.*random"):
+        CropUpscale(1, 2, "transposed", "bilinear")
+    with pytest.raises(ModelConfigError, match=r"upscale_init 'nearest' needs learned upscaling"):
+        CropUpscale(1, 2, "bilinear", "nearest")
+    with pytest.raises(ModelConfigError, match=r"in = out channels"):
+        init_nearest(nn.ConvTranspose2d(2, 3, kernel_size=2, stride=2))
+
+
+def test_mrn_records_upscale_init_and_applies_it_to_every_level() -> None:
+    model = create_model("mrn_transposed", mpps=[0.5, 1.0, 2.0], width=4, depth=2, upscale_init="nearest")
+    assert model.hparams["upscale_init"] == "nearest"
+    ups = [m for m in model.modules() if isinstance(m, CropUpscale)]
+    assert len(ups) == 6 and all(m.init == "nearest" for m in ups)
+    with pytest.raises(ModelConfigError, match="needs learned upscaling"):
+        create_model("mrn_bilinear", mpps=[0.5, 1.0], upscale_init="nearest")
 
 
 def test_crop_upscale_rejects_unknown_mode() -> None:

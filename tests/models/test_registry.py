@@ -31,7 +31,8 @@ def test_model_names_and_options() -> None:
     assert model_names() == NAMES
     assert model_options("unet") == ["mpps", "num_classes", "width", "depth", "in_channels", "encoder", "freeze"]
     assert model_options("mrn_bilinear") == [
-        "mpps", "num_classes", "width", "depth", "in_channels", "fuser", "encoder", "branch_weights", "freeze",
+        "mpps", "num_classes", "width", "depth", "in_channels", "fuser", "upscale_init", "encoder", "branch_weights",
+        "freeze",
     ]  # fmt: skip
     assert MODELS["mrn_transposed"].cls is MRN and dict(MODELS["mrn_transposed"].presets) == {"upscale": "transposed"}
 
@@ -44,7 +45,8 @@ def test_hparams_record_every_option(name: str) -> None:
         "name": name, "mpps": mpps, "num_classes": 2, "width": 2, "depth": 1, "in_channels": 4, "encoder": "unet",
         "freeze": [],
     }  # fmt: skip
-    assert hp == (expected if name == "unet" else {**expected, "fuser": "concat", "branch_weights": "separate"})
+    mrn = {**expected, "fuser": "concat", "upscale_init": "random", "branch_weights": "separate"}
+    assert hp == (expected if name == "unet" else mrn)
 
 
 def test_directly_built_models_record_hparams() -> None:
@@ -97,7 +99,7 @@ def test_checkpoint_with_an_unknown_option_is_a_checkpoint_error() -> None:
 def test_old_checkpoint_kwargs_without_a_fuser_load() -> None:
     model = create_model("mrn_bilinear", mpps=[0.5, 1.0], width=2, depth=1)
     ckpt = make_checkpoint(model, InputSpec((0.5, 1.0), 8))
-    old = {k: v for k, v in ckpt.model_kwargs.items() if k != "fuser"}
+    old = {k: v for k, v in ckpt.model_kwargs.items() if k not in ("fuser", "upscale_init")}
     rebuilt = Checkpoint("mrn_bilinear", old, ckpt.input_spec, ckpt.state_dict).build_model()
     assert rebuilt.hparams == model.hparams
 

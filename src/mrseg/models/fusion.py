@@ -20,12 +20,45 @@ from mrseg.models.fusers import DEFAULT_FUSER, create_fuser
 
 #: Ways to upscale a cropped coarse map (the MRN's ``upscale`` option).
 UPSCALES = ("bilinear", "transposed")
+#: Starting weights of the learned (transposed) upscaling (the MRN's ``upscale_init`` option):
+#: ``"random"`` is PyTorch's default initialisation; ``"nearest"`` starts as nearest-neighbour
+#: upscaling, each output channel a copy of its own input channel (the FCN practice of starting a
+#: learned upsampler as a fixed interpolation, Long et al. 2015).
+UPSCALE_INITS = ("random", "nearest")
 
 
 def check_upscale(upscale: str) -> None:
     """Raise :class:`ModelConfigError` unless ``upscale`` is one of :data:`UPSCALES`."""
     if upscale not in UPSCALES:
         raise ModelConfigError(f"unknown upscale {upscale!r}; choose one of {list(UPSCALES)}")
+
+
+def check_upscale_init(upscale: str, init: str) -> None:
+    """Raise :class:`ModelConfigError` unless ``init`` is one of :data:`UPSCALE_INITS` and fits ``upscale``."""
+    if init not in UPSCALE_INITS:
+        raise ModelConfigError(f"unknown upscale_init {init!r}; choose one of {list(UPSCALE_INITS)}")
+    if upscale != "transposed" and init != "random":
+        raise ModelConfigError(f"upscale_init {init!r} needs learned upscaling (upscale='transposed'), not {upscale!r}")
+
+
+def init_nearest(layer: nn.ConvTranspose2d) -> None:
+    """Set a square transposed convolution with kernel = stride to nearest-neighbour upscaling.
+
+    Output channel ``c`` becomes input channel ``c`` repeated over each ``k x k`` block (identity
+    across channels, ones over the kernel); needs as many output as input channels.
+    """
+    c_in, c_out = layer.in_channels, layer.out_channels
+    if c_in != c_out or layer.kernel_size != layer.stride or layer.groups != 1:
+        raise ModelConfigError(
+            f"nearest initialisation needs in = out channels and kernel = stride, got {c_in}->{c_out}, "
+            f"kernel {layer.kernel_size}, stride {layer.stride}"
+        )
+    with torch.no_grad():
+        layer.weight.zero_()
+        index = torch.arange(c_in)
+        layer.weight[index, index] = 1.0
+        if layer.bias is not None:
+            layer.bias.zero_()
 
 
 def center_crop(x: torch.Tensor, gamma: int) -> torch.Tensor:
@@ -54,14 +87,24 @@ class CropUpscale(nn.Module):
         ``"bilinear"``: ``F.interpolate(..., mode="bilinear", align_corners=False)``, no parameters.
         ``"transposed"``: :class:`~mrseg.models.blocks.UpConvBNReLU` with kernel = stride = ``gamma``
         (the decoder's up-sampling layer, generalised to ratio ``gamma``).
+    init
+        Starting weights of the transposed convolution, one of :data:`UPSCALE_INITS`
+        (``"random"`` for bilinear, which has none).
     """
 
-    def __init__(self, channels: int, gamma: int, mode: str) -> None:
+    def __init__(self, channels: int, gamma: int, mode: str, init: str = "random") -> None:
         super().__init__()
         check_upscale(mode)
+        check_upscale_init(mode, init)
         self.gamma = int(gamma)
         self.mode = mode
-        self.up: nn.Module | None = UpConvBNReLU(channels, channels, self.gamma) if mode == "transposed" else None
+        self.init = init
+        self.up: UpConvBNReLU | None = None
+        if mode == "transposed":
+            self.up = UpConvBNReLU(channels, channels, self.gamma)
+            conv = self.up[0]
+            if init == "nearest" and isinstance(conv, nn.ConvTranspose2d):
+                init_nearest(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         crop = center_crop(x, self.gamma)
@@ -72,7 +115,8 @@ class CropUpscale(nn.Module):
         return F.interpolate(crop, scale_factor=float(self.gamma), mode="bilinear", align_corners=False)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, mode={self.mode!r}"
+        init = f", init={self.init!r}" if self.up is not None else ""
+        return f"gamma={self.gamma}, mode={self.mode!r}{init}"
 
 
 class Fusion(nn.Module):
@@ -86,16 +130,23 @@ class Fusion(nn.Module):
         ``gamma_j`` of branches ``2..J``.
     upscale
         One of :data:`UPSCALES`.
+    upscale_init
+        One of :data:`UPSCALE_INITS` (learned upscaling only).
     fuser
         A registered fuser name (:func:`mrseg.models.fusers.fuser_names`); the default
         (``"concat"``: concatenate, 1x1 conv, BN, identity activation) keeps the decoder's shapes.
     """
 
     def __init__(
-        self, channels: int, gammas: Sequence[int], upscale: str = "bilinear", fuser: str = DEFAULT_FUSER
+        self,
+        channels: int,
+        gammas: Sequence[int],
+        upscale: str = "bilinear",
+        fuser: str = DEFAULT_FUSER,
+        upscale_init: str = "random",
     ) -> None:
         super().__init__()
-        self.upscale = nn.ModuleList(CropUpscale(channels, g, upscale) for g in gammas)
+        self.upscale = nn.ModuleList(CropUpscale(channels, g, upscale, upscale_init) for g in gammas)
         self.fuse = create_fuser(fuser, channels, len(gammas) + 1)
 
     def forward(self, finest: torch.Tensor, coarser: list[torch.Tensor]) -> torch.Tensor:

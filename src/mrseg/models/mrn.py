@@ -16,7 +16,7 @@ from typing import ClassVar
 from mrseg.models.backbones import DEFAULT_ENCODER, encoder_parts
 from mrseg.models.base import SegmentationModel
 from mrseg.models.fusers import DEFAULT_FUSER, fuser_class
-from mrseg.models.fusion import Fusion, check_upscale
+from mrseg.models.fusion import Fusion, check_upscale, check_upscale_init
 from mrseg.models.registry import register_model
 
 
@@ -33,6 +33,10 @@ class MRN(SegmentationModel):
         How the cropped coarse maps are upscaled: ``"bilinear"`` (no parameters, align_corners=False)
         or ``"transposed"`` (transposed conv with kernel = stride = gamma, then BN + ReLU). The
         registry names ``mrn_bilinear`` and ``mrn_transposed`` fix it.
+    upscale_init
+        Starting weights of the transposed upscaling (:data:`mrseg.models.fusion.UPSCALE_INITS`):
+        ``"random"`` (PyTorch's default) or ``"nearest"`` (starts as nearest-neighbour upscaling,
+        identity across channels); only ``"random"`` with ``upscale="bilinear"``.
     num_classes, width, depth, in_channels, encoder, freeze
         As for :class:`mrseg.models.unet.UNet`; with a backbone ``encoder``, the crop-and-upscale
         fusion runs at each of its stages with that stage's stride.
@@ -74,6 +78,7 @@ class MRN(SegmentationModel):
         in_channels: int = 3,
         *,
         fuser: str = DEFAULT_FUSER,
+        upscale_init: str = "random",
         encoder: str = DEFAULT_ENCODER,
         branch_weights: str = "separate",
         freeze: Sequence[str] = (),
@@ -83,6 +88,7 @@ class MRN(SegmentationModel):
             warnings.warn("MRN(fusion=...) names the upscaling; use MRN(upscale=...)", DeprecationWarning, stacklevel=2)
             upscale = fusion
         check_upscale(upscale)
+        check_upscale_init(upscale, upscale_init)
         fuser_class(fuser)
         make_encoder, make_decoder = encoder_parts(encoder, in_channels, width, depth)
         super().__init__(
@@ -90,7 +96,7 @@ class MRN(SegmentationModel):
             mpps,
             encoder=make_encoder,
             num_classes=num_classes,
-            fusion=partial(Fusion, upscale=upscale, fuser=fuser),
+            fusion=partial(Fusion, upscale=upscale, fuser=fuser, upscale_init=upscale_init),
             decoder=make_decoder,
             branch_weights=branch_weights,
             freeze=freeze,
@@ -99,10 +105,12 @@ class MRN(SegmentationModel):
                 "depth": depth,
                 "in_channels": in_channels,
                 "fuser": fuser,
+                "upscale_init": upscale_init,
                 "encoder": encoder,
                 "branch_weights": branch_weights,
                 "freeze": list(freeze),
             },
         )
         self.upscale = upscale
+        self.upscale_init = upscale_init
         self.fuser = fuser
