@@ -16,6 +16,12 @@ Usage::
 
     python benchmarks/inference.py                       # 16384 and 24576 px slides (slow on CPU)
     python benchmarks/inference.py --sizes 2048 4096 --tile 128 --width 16   # quick CPU run
+    python benchmarks/inference.py --sizes 4096 8192 --repeats 5   # medians of 5 interleaved children
+
+With ``--repeats N`` every configuration runs in N fresh children, interleaved (all configurations,
+then all again), and the table shows each one's medians and the efficiency's range: the model's own
+speed drifts between minutes on a shared VM, which one child per configuration cannot tell from a
+pipeline cost.
 """
 
 from __future__ import annotations
@@ -186,6 +192,27 @@ def child(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(out))
 
 
+KEY = ("model", "size", "chunk_tiles", "loader_nice")
+MEDIANS = ("e2e_tiles_per_s", "model_tiles_per_s", "efficiency", "tile_phase_efficiency", "read_amp", "peak_rss_mb")
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration: medians over its repetitions, and the efficiency's min-max."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
+    summary = []
+    for key, runs in groups.items():
+        eff = [r["efficiency"] for r in runs]
+        row = dict(zip(KEY, key, strict=True))
+        row |= {"tiles": runs[0]["tiles"], "naive_amp": runs[0]["naive_amp"], "repeats": len(runs)}
+        row |= {name: float(np.median([r[name] for r in runs])) for name in MEDIANS}
+        row["efficiency_range"] = [min(eff), max(eff)]
+        row["efficiency_all"] = eff
+        summary.append(row)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[16384, 24576], help="slide edges (px at 0.5 mpp)")
@@ -199,6 +226,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--model-batches", type=int, default=4)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="fresh children per configuration, interleaved; the table shows medians"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where slides are generated (kept)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -214,42 +244,51 @@ def main() -> None:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="mrseg-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{os.cpu_count()}"
     print(f"device {device_name}, tile {args.tile}, width {args.width}, depth {args.depth}, batch {args.batch_size}")
+    configs = []
     for size in args.sizes:
         slide = make_slide(work / f"slide_{size}.tif", size)
         for model in args.models:
             ckpt = make_checkpoint(work / f"{model}.pt", model, args.tile, args.width, args.depth)
             for chunk in args.chunk_tiles:
                 for nice in args.loader_nice:
-                    tag = f"{model}_{size}_{chunk}_{nice}"
-                    result_path = work / f"result_{tag}.json"
-                    cmd = [sys.executable, __file__, "--child", "--checkpoint", str(ckpt), "--slide", str(slide)]
-                    cmd += ["--outdir", str(work / f"out_{tag}"), "--result", str(result_path)]
-                    cmd += ["--device", args.device, "--batch-size", str(args.batch_size)]
-                    cmd += ["--threads", str(args.threads), "--chunk-tiles", str(chunk), "--loader-nice", str(nice)]
-                    cmd += ["--model-batches", str(args.model_batches)]
-                    subprocess.run(cmd, check=True)
-                    r = json.loads(result_path.read_text())
-                    r |= {"model": model, "size": size, "chunk_tiles": chunk, "loader_nice": nice}
-                    rows.append(r)
-                    print(
-                        f"{model:5s} {size:6d} chunk {chunk:2d} nice {nice:2d}: {r['tiles']:5d} tiles"
-                        f"  e2e {r['e2e_tiles_per_s']:7.2f}/s  model {r['model_tiles_per_s']:7.2f}/s"
-                        f"  eff {r['efficiency']:.3f} (tile loop {r['tile_phase_efficiency']:.3f})"
-                        f"  read amp {r['read_amp']:.2f} (naive {r['naive_amp']:.1f})"
-                        f"  peak RSS {r['peak_rss_mb']:.0f} MB",
-                        flush=True,
-                    )
+                    configs.append((model, size, chunk, nice, slide, ckpt))
+    rows = []
+    # repetitions interleaved (config 1, 2, ..., then again): a drift of the machine's speed between
+    # minutes touches every configuration alike; each child measures its own model-only figure
+    for rep in range(args.repeats):
+        for model, size, chunk, nice, slide, ckpt in configs:
+            tag = f"{model}_{size}_{chunk}_{nice}"
+            result_path = work / f"result_{tag}_{rep}.json"
+            cmd = [sys.executable, __file__, "--child", "--checkpoint", str(ckpt), "--slide", str(slide)]
+            cmd += ["--outdir", str(work / f"out_{tag}"), "--result", str(result_path)]
+            cmd += ["--device", args.device, "--batch-size", str(args.batch_size)]
+            cmd += ["--threads", str(args.threads), "--chunk-tiles", str(chunk), "--loader-nice", str(nice)]
+            cmd += ["--model-batches", str(args.model_batches)]
+            subprocess.run(cmd, check=True)
+            r = json.loads(result_path.read_text())
+            r |= {"model": model, "size": size, "chunk_tiles": chunk, "loader_nice": nice, "repeat": rep}
+            rows.append(r)
+            print(
+                f"[{rep + 1}/{args.repeats}] {model:5s} {size:6d} chunk {chunk:2d} nice {nice:2d}:"
+                f" {r['tiles']:5d} tiles"
+                f"  e2e {r['e2e_tiles_per_s']:7.2f}/s  model {r['model_tiles_per_s']:7.2f}/s"
+                f"  eff {r['efficiency']:.3f} (tile loop {r['tile_phase_efficiency']:.3f})"
+                f"  read amp {r['read_amp']:.2f} (naive {r['naive_amp']:.1f})"
+                f"  peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+    summary = summarise(rows)
     header = f"{'model':6s}{'size':>7s}{'chunk':>6s}{'nice':>5s}{'tiles':>7s}{'e2e/s':>9s}{'model/s':>9s}"
-    header += f"{'eff':>7s}{'loop':>7s}"
+    header += f"{'eff':>7s}{'eff range':>14s}{'loop':>7s}"
     header += f"{'read amp':>10s}{'naive':>7s}{'RSS MB':>8s}"
-    print("\n" + header)
-    for r in rows:
+    print(f"\nmedians over {args.repeats} repetition(s) per row\n" + header)
+    for r in summary:
+        lo, hi = r["efficiency_range"]
         print(
             f"{r['model']:6s}{r['size']:7d}{r['chunk_tiles']:6d}{r['loader_nice']:5d}{r['tiles']:7d}{r['e2e_tiles_per_s']:9.2f}"
-            f"{r['model_tiles_per_s']:9.2f}{r['efficiency']:7.3f}{r['tile_phase_efficiency']:7.3f}"
+            f"{r['model_tiles_per_s']:9.2f}{r['efficiency']:7.3f}{f'{lo:.3f}-{hi:.3f}':>14s}{r['tile_phase_efficiency']:7.3f}"
             f"{r['read_amp']:10.2f}{r['naive_amp']:7.1f}"
             f"{r['peak_rss_mb']:8.0f}"
         )
@@ -260,10 +299,11 @@ def main() -> None:
         "depth": args.depth,
         "batch_size": args.batch_size,
         "torch_threads": args.threads or torch.get_num_threads(),
+        "repeats": args.repeats,
         "command": " ".join(sys.argv),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+    args.out.write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=2))
     print(f"\nwritten {args.out}")
 
 
