@@ -20,7 +20,7 @@ from mrseg.cli.options import (
     mpps_value,
     slide_mpp_option,
 )
-from mrseg.core.atomic import atomic_path, check_new_file, check_not_input
+from mrseg.core.atomic import check_new_file, check_not_input
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.wsi.slide import Slide
@@ -95,8 +95,7 @@ def patch_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Write the concentric patches around one centre side by side, finer fields of view outlined."""
-    from PIL import Image
-
+    from mrseg.core.png import write_png
     from mrseg.wsi.concentric import concentric_figure, read_concentric
 
     spec = InputSpec(mpps=mpps_value(ctx, mpps), size_px=size)
@@ -116,8 +115,7 @@ def patch_command(
             )
         patches = read_concentric(slide, center, spec)
     figure = concentric_figure(patches, spec.mpps)
-    with atomic_path(out) as tmp:
-        Image.fromarray(figure).save(tmp, format="PNG")
+    write_png(out, figure)
     typer.echo(
         f"wrote {out} ({spec.num_resolutions} patches of {size} px at {' '.join(f'{m:g}' for m in spec.mpps)} um/px)"
     )

@@ -18,6 +18,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from mrseg.core.encoding import UINT8, ProbabilityEncoding
+from mrseg.core.png import encode_png
 
 #: Perceptually uniform colormaps offered (matplotlib names); the first is the default.
 COLORMAPS: tuple[str, ...] = ("viridis", "magma", "inferno", "plasma", "cividis")
@@ -57,10 +58,8 @@ def overlay_rgba(values: np.ndarray, encoding: ProbabilityEncoding, cmap: str, t
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
-    """``uint8 (h, w, 4)`` as PNG (fast compression: tiles are made on request)."""
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    """``uint8 (h, w, 4)`` as PNG (:func:`mrseg.core.png.encode_png`, fast: tiles are made on request)."""
+    return encode_png(rgba)
 
 
 @lru_cache(maxsize=16)

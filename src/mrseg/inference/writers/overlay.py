@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from mrseg.core.atomic import atomic_path
 from mrseg.core.label_spec import LabelSpec
+from mrseg.core.png import write_png
 from mrseg.inference.merger import ProbabilityMap
 from mrseg.inference.writers.base import WriteJob, Writer, register_writer
 from mrseg.wsi.geometry import ReadGrid, sample_nearest
@@ -25,8 +25,6 @@ from mrseg.wsi.geometry import ReadGrid, sample_nearest
 OVERLAY_MAX_SIDE = 2048
 #: Overlay pixels blended at once (a band of rows).
 BLEND_BAND_PIXELS = 1 << 18
-#: zlib level of the PNG: 1 encodes a 2048 px overlay 2.5x faster than Pillow's default 6, for a 3% larger file.
-PNG_COMPRESS_LEVEL = 1
 
 
 def thumbnail_mpp(slide_dimensions: tuple[int, int], slide_mpp: float, max_side: int = OVERLAY_MAX_SIDE) -> float:
@@ -63,11 +61,7 @@ def write_overlay(
         index = np.left_shift(np.rint(scaled, out=scaled).astype(np.uint8), 8, dtype=np.uint16)
         for c in range(3):
             blended[band, :, c] = table[c][index | thumbnail[band, :, c]]
-    image = Image.fromarray(blended)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return path
+    return write_png(path, blended)
 
 
 def blend_table(alpha: float, cmap: str) -> np.ndarray:
@@ -119,7 +113,6 @@ class OverlayWriter(Writer):
 __all__ = [
     "BLEND_BAND_PIXELS",
     "OVERLAY_MAX_SIDE",
-    "PNG_COMPRESS_LEVEL",
     "OverlayWriter",
     "blend_table",
     "overlay_from_map",
