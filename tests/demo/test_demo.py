@@ -31,6 +31,7 @@ from mrseg.demo.report import (
 )
 from mrseg.demo.results import LESION_HEADERS, lesion_metrics, lesion_rows
 from mrseg.demo.seeds import (
+    ReportInputError,
     aggregate_markdown,
     aggregate_seeds,
     best_unet,
@@ -452,6 +453,38 @@ def test_aggregate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     shim = [sys.executable, "-m", "mrseg.report", str(tmp_path / "s0"), str(tmp_path / "s1")]
     done = subprocess.run(shim, capture_output=True, text=True, check=True)
     assert "Seeds 0, 1" in done.stdout and "MRN-bilinear" in done.stdout
+
+
+def test_report_on_what_is_not_a_demo_folder_is_one_line_and_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log file caught by ``seed*``, an unfinished run, broken JSON: one line naming it, no traceback."""
+    good = tmp_path / "seed0"
+    good.mkdir()
+    (good / "results.json").write_text(json.dumps(_fake_demo(tmp_path)))
+    (tmp_path / "seed0.log").write_text("a log")
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed2").mkdir()
+    (tmp_path / "seed2" / "results.json").write_text("{not json")
+    (tmp_path / "seed3").mkdir()
+    (tmp_path / "seed3" / "results.json").write_text("[1, 2]")
+    cases = {
+        "seed0.log": "seed0.log: not a folder",
+        "seed1": "seed1: no results.json",
+        "seed2": "results.json: unreadable",
+        "seed3": "results.json: not a demo result",
+    }
+    for name, message in cases.items():
+        assert main([str(good), str(tmp_path / name)]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith("error: ") and message in captured.err
+        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    with pytest.raises(ReportInputError, match=r"no results\.json"):
+        main([str(tmp_path / "seed1"), "--debug"])
+    done = subprocess.run(
+        [sys.executable, "-m", "mrseg.report", str(tmp_path / "seed0.log")], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "not a folder" in done.stderr
 
 
 def _hand_run(seed: int, test: dict[str, tuple[float, float]]) -> dict[str, Any]:

@@ -263,14 +263,56 @@ def aggregate_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class ReportInputError(ValueError):
+    """A folder given to ``python -m mrseg.report`` is not a finished demo run (the message says which and why)."""
+
+
+def load_run(folder: str | Path) -> dict[str, Any]:
+    """The ``results.json`` of one demo folder, or :class:`ReportInputError` naming the folder."""
+    folder = Path(folder)
+    path = folder / "results.json"
+    if not folder.is_dir():
+        raise ReportInputError(f"{folder}: not a folder (give the --out folders of mrseg demo runs)")
+    if not path.is_file():
+        raise ReportInputError(f"{folder}: no results.json (not a demo folder, or its run did not finish)")
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportInputError(f"{path}: unreadable ({error})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("models"), dict):
+        raise ReportInputError(f"{path}: not a demo result (no 'models' table)")
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mrseg.report DIR [DIR ...]``: print the over-seeds tables of several demo folders."""
+    """``python -m mrseg.report DIR [DIR ...]``: print the over-seeds tables of several demo folders.
+
+    A folder that is not a finished demo run ends the command with one line on stderr and status 1
+    (``--debug`` shows the traceback).
+    """
     args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.stderr.write("usage: python -m mrseg.report DEMO_DIR [DEMO_DIR ...]\n")
+    debug = "--debug" in args
+    folders = [a for a in args if a != "--debug"]
+    if not folders:
+        sys.stderr.write("usage: python -m mrseg.report DEMO_DIR [DEMO_DIR ...] [--debug]\n")
         return 2
-    runs = [json.loads((Path(a) / "results.json").read_text()) for a in args]
-    sys.stdout.write(aggregate_markdown(runs) + "\n")
+    try:
+        runs = [load_run(a) for a in folders]
+        text = aggregate_markdown(runs)
+    except ReportInputError as error:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    except (KeyError, TypeError, ValueError) as error:
+        if debug:
+            raise
+        sys.stderr.write(
+            f"error: {' '.join(folders)}: a results.json lacks what the report needs ({type(error).__name__}: "
+            f"{error}); are these folders of mrseg demo runs of this version? (--debug shows the traceback)\n"
+        )
+        return 1
+    sys.stdout.write(text + "\n")
     return 0
 
 
@@ -279,10 +321,12 @@ __all__ = [
     "MIMIC_MAX",
     "NEST_MIN",
     "PairedDifference",
+    "ReportInputError",
     "SeedGoal",
     "aggregate_markdown",
     "aggregate_seeds",
     "best_unet",
+    "load_run",
     "main",
     "paired_difference",
     "paired_differences",
