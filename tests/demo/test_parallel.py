@@ -29,6 +29,9 @@ def body(path):
     return [], {}
 
 if __name__ == "__main__":
+    # Ctrl-C reaches a terminal's foreground job; a test run started in the background (nohup ... &)
+    # hands its children SIGINT ignored (POSIX), and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tasks = [Task(f"sleep{i}", body, (sys.argv[1],)) for i in range(2)]  # jobs=1: one waits in the queue
     try:
         for _ in run_tasks(tasks, 1):
