@@ -26,6 +26,8 @@ from typing import Any
 
 from scipy import stats
 
+from mrseg.core.errors import DataError
+
 #: Metrics summarised over seeds by :func:`aggregate_seeds`.
 AGGREGATED: tuple[str, ...] = ("auc", "dice", "iou", "best_dice")
 #: (split, metric) pairs of the paired comparison, with their display names.
@@ -263,7 +265,7 @@ def aggregate_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-class ReportInputError(ValueError):
+class ReportInputError(DataError):
     """A folder given to ``python -m mrseg.report`` is not a finished demo run (the message says which and why)."""
 
 
