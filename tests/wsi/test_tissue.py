@@ -275,14 +275,28 @@ def _blotchy_rgb(seed: int, shape: tuple[int, int] = (97, 83)) -> np.ndarray:
     ("mpp", "smooth_um", "band_pixels"),
     [(8.0, 8.0, 1), (8.0, 8.0, 83 * 5), (8.0, 8.0, 1 << 20), (2.0, 40.0, 83 * 7), (2.0, 40.0, 83 * 40), (8.0, 2.0, 1)],
 )
-def test_banded_detection_equals_whole_image(mpp: float, smooth_um: float, band_pixels: int) -> None:
-    # bands of 1, 5, 7, 40 and all rows, against halos of 4 and 80 rows and no smoothing (sigma < 0.5)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_banded_detection_equals_whole_image(mpp: float, smooth_um: float, band_pixels: int, threads: int) -> None:
+    # bands of 1, 5, 7, 40 and all rows, against halos of 4 and 80 rows and no smoothing (sigma < 0.5),
+    # computed one band at a time or three at once
     p = TissueSettings(smooth_um=smooth_um, min_object_um2=4 * mpp**2 * 30, max_hole_um2=4 * mpp**2 * 40)
     for seed in range(2):
         rgb = _blotchy_rgb(seed)
-        got = detect_tissue(rgb, mpp, p, band_pixels=band_pixels)
+        got = detect_tissue(rgb, mpp, p, band_pixels=band_pixels, threads=threads)
         np.testing.assert_array_equal(got, _reference_detect(rgb, mpp, p))
         assert got.any() and not got.all()
+
+
+@pytest.mark.parametrize("pen_hue", [(0.25, 0.65), (1 / 6, 5 / 6), (0.0, 0.9)])
+def test_pen_marks_of_every_colour_as_the_whole_image(pen_hue: tuple[float, float]) -> None:
+    # every hue and saturation (random colours, ties included): the red-sector shortcut, taken for
+    # pen hues within [1/6, 5/6] and not otherwise, must reject exactly the reference's pen pixels
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    rgb[::7, :, 1] = rgb[::7, :, 0]  # ties between the largest channels
+    rgb[::5, :, 2] = rgb[::5, :, 0]
+    p = TissueSettings(pen_hue=pen_hue, smooth_um=8.0, min_object_um2=0.0, max_hole_um2=64.0)
+    np.testing.assert_array_equal(detect_tissue(rgb, 8.0, p, band_pixels=70 * 9), _reference_detect(rgb, 8.0, p))
 
 
 @pytest.mark.parametrize("fill", [(0, 0, 0), (240, 240, 240), (200, 100, 160)])
@@ -299,6 +313,24 @@ def test_saturation_is_rgb2hsv_saturation() -> None:
     rgb[0, :8] = 0  # black: 0/0
     rgb[1, :8] = 255  # white, and grey below: delta 0
     rgb[2, :8] = 128
+    np.testing.assert_array_equal(saturation(rgb), rgb2hsv(rgb)[..., 1])
+
+
+def test_saturation_table_is_rgb2hsv_for_every_channel_pair() -> None:
+    # every (largest, smallest) channel pair, the middle channel anywhere between, in every channel order
+    high, low = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    keep = low <= high
+    high, low = high[keep], low[keep]
+    mid = (high + low) // 2
+    for order in ((high, mid, low), (low, high, mid), (mid, low, high)):
+        rgb = np.stack(order, axis=-1).astype(np.uint8)[np.newaxis]
+        np.testing.assert_array_equal(saturation(rgb), rgb2hsv(rgb)[..., 1])
+    rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 7, dtype=np.uint8)], axis=-1)
+    np.testing.assert_array_equal(saturation(rgba), rgb2hsv(rgb)[..., 1])  # alpha is not a colour
+
+
+def test_saturation_of_float_images_is_skimage_formula() -> None:
+    rgb = np.random.default_rng(1).random((16, 12, 3))
     np.testing.assert_array_equal(saturation(rgb), rgb2hsv(rgb)[..., 1])
 
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -253,10 +255,17 @@ def check_mask_suffix(path: str | os.PathLike[str]) -> None:
 #: Thumbnail pixels processed at once by :func:`detect_tissue` (a band of rows): its float64 work
 #: arrays stay a few tens of MB whatever the thumbnail size.
 BAND_PIXELS = 1 << 18
+#: Threads computing bands of the thumbnail at once (:func:`threshold_tissue`).
+TISSUE_THREADS = min(4, os.cpu_count() or 1)
 
 
 def detect_tissue(
-    rgb: np.ndarray, mpp: float, settings: TissueSettings | None = None, *, band_pixels: int = BAND_PIXELS
+    rgb: np.ndarray,
+    mpp: float,
+    settings: TissueSettings | None = None,
+    *,
+    band_pixels: int = BAND_PIXELS,
+    threads: int = TISSUE_THREADS,
 ) -> np.ndarray:
     """Tissue mask ``bool (h, w)`` of an RGB image ``uint8 (h, w, 3)`` at ``mpp`` microns per pixel.
 
@@ -264,24 +273,30 @@ def detect_tissue(
     image's own ``mpp`` is).
     """
     p = settings or TissueSettings()
-    return clean_tissue(threshold_tissue(rgb, mpp, p, band_pixels=band_pixels), mpp, p)
+    return clean_tissue(threshold_tissue(rgb, mpp, p, band_pixels=band_pixels, threads=threads), mpp, p)
 
 
 def threshold_tissue(
-    rgb: np.ndarray, mpp: float, settings: TissueSettings | None = None, *, band_pixels: int = BAND_PIXELS
+    rgb: np.ndarray,
+    mpp: float,
+    settings: TissueSettings | None = None,
+    *,
+    band_pixels: int = BAND_PIXELS,
+    threads: int = TISSUE_THREADS,
 ) -> np.ndarray:
     """Steps 1-3 of the method: ``bool (h, w)``, smoothed saturation above the threshold and not dark or pen.
 
     The image (``uint8 (h, w, 3)`` at ``mpp`` µm/px) is processed in bands of about ``band_pixels``
-    pixels, with a halo of rows for the smoothing, so that besides the image and the mask only
-    one band's float64 work arrays are held: the result is exactly that of the whole image at once.
-    All False when no pixel is valid.
+    pixels, with a halo of rows for the smoothing, so that besides the image and the mask only a
+    few bands' float64 work arrays are held (``threads`` bands are computed at once, each pass in
+    row order): the result is exactly that of the whole image at once. All False when no pixel is
+    valid.
     """
     p = settings or TissueSettings()
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an RGB image (h, w, 3), got shape {rgb.shape}")
-    bands = _Bands(rgb, mpp, p, band_pixels)
+    bands = _Bands(rgb, mpp, p, band_pixels, threads)
     threshold = bands.threshold()
     tissue = np.zeros(rgb.shape[:2], dtype=bool)
     if threshold is not None:
@@ -291,7 +306,15 @@ def threshold_tissue(
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
-    """HSV saturation ``float64 (h, w)`` of ``uint8 (h, w, 3)``: exactly that of :func:`skimage.color.rgb2hsv`."""
+    """HSV saturation ``float64 (h, w)`` of ``uint8 (h, w, 3)``: exactly that of :func:`skimage.color.rgb2hsv`.
+
+    For ``uint8`` images it is a lookup on each pixel's largest and smallest channel
+    (:func:`channel_extremes`, :data:`_SATURATION`), the same float64 values as skimage's formula
+    without its reductions over the 3-channel axis (which took most of a large thumbnail's detection
+    time); other dtypes take skimage's formula.
+    """
+    if rgb.dtype == np.uint8:
+        return _saturation_of(*channel_extremes(rgb))
     arr = img_as_float64(rgb)
     value, delta = arr.max(-1), np.ptp(arr, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -300,32 +323,99 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
     return sat
 
 
-class _Bands:
-    """The smoothed saturation and the valid-pixel mask of an RGB image, one band of rows at a time."""
+def channel_extremes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest and smallest of the first three channels of ``uint8 (h, w, >=3)``, each ``uint8 (h, w)``."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high = np.maximum(r, g)
+    np.maximum(high, b, out=high)
+    low = np.minimum(r, g)
+    np.minimum(low, b, out=low)
+    return high, low
 
-    def __init__(self, rgb: np.ndarray, mpp: float, p: TissueSettings, band_pixels: int) -> None:
+
+def _saturation_table() -> np.ndarray:
+    """``float64 (256 * 256,)``: skimage's HSV saturation of a pixel whose channels span ``[low, high]``.
+
+    Index ``high * 256 + low``. The channels' float values are skimage's own (``img_as_float64``), and
+    the maximum and range of monotonically converted values are those of the converted extremes, so
+    each entry is bit for bit what :func:`skimage.color.rgb2hsv` computes for such a pixel.
+    """
+    value = img_as_float64(np.arange(256, dtype=np.uint8))
+    high, low = value[:, None], value[None, :]
+    delta = high - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = delta / high
+    table[~(delta > 0.0)] = 0.0  # grey pixels (and the unused low > high half)
+    return np.ascontiguousarray(table.ravel())
+
+
+_SATURATION = _saturation_table()
+
+
+def _saturation_of(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """:data:`_SATURATION` looked up for channel extremes ``uint8 (h, w)`` (:func:`channel_extremes`)."""
+    index = high.astype(np.intp)
+    index <<= 8
+    index |= low
+    return _SATURATION[index]
+
+
+class _Bands:
+    """The smoothed saturation and the valid-pixel mask of an RGB image, one band of rows at a time.
+
+    Iterating computes ``threads`` bands at once (numpy and scipy release the GIL in these passes)
+    and yields them in order; at most ``threads + 1`` bands' work arrays are alive.
+    """
+
+    def __init__(self, rgb: np.ndarray, mpp: float, p: TissueSettings, band_pixels: int, threads: int = 1) -> None:
         self.rgb, self.p = rgb, p
         self.sigma = p.smooth_um / mpp
         # scipy's Gaussian reaches int(truncate * sigma + 0.5) rows either side (skimage: truncate 4)
         self.halo = int(4.0 * self.sigma + 0.5) if self.sigma >= 0.5 else 0
         self.rows = max(1, band_pixels // max(1, rgb.shape[1]))
+        self.threads = max(1, threads)
+        # the pen's hues avoid the red sector (skimage's hue of a red-largest pixel), so those pixels need no hue
+        self.pen_not_red = 1 / 6 <= p.pen_hue[0] and p.pen_hue[1] <= 5 / 6
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """Yield ``(v0, v1, smooth, valid)`` for rows ``[v0, v1)``: smoothed saturation and not dark or pen."""
+        starts = range(0, self.rgb.shape[0], self.rows)
+        if self.threads == 1 or len(starts) == 1:
+            yield from map(self.band, starts)
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="mrseg-tissue") as pool:
+            pending: deque[Future[tuple[int, int, np.ndarray, np.ndarray]]] = deque()
+            try:
+                for v0 in starts:
+                    pending.append(pool.submit(self.band, v0))
+                    if len(pending) >= self.threads:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:  # closed early or failed: nothing queued starts
+                    future.cancel()
+
+    def band(self, v0: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """``(v0, v1, smooth, valid)`` of the band of rows starting at ``v0``."""
         h = self.rgb.shape[0]
-        for v0 in range(0, h, self.rows):
-            v1 = min(h, v0 + self.rows)
-            h0, h1 = max(0, v0 - self.halo), min(h, v1 + self.halo)
-            sat = saturation(self.rgb[h0:h1, :, :3])
-            smooth = gaussian(sat, sigma=self.sigma) if self.sigma >= 0.5 else sat
-            core = slice(v0 - h0, v1 - h0)
-            sat, rgb = sat[core], self.rgb[v0:v1, :, :3]
-            dark = rgb.max(axis=2) < self.p.dark_threshold
-            # hue only where a pen mark is possible (saturated pixels): rgb2hsv is per pixel
-            pen = sat > self.p.pen_saturation
-            hue = rgb2hsv(rgb[pen][np.newaxis])[0, :, 0]
-            pen[pen] = (hue >= self.p.pen_hue[0]) & (hue <= self.p.pen_hue[1])
-            yield v0, v1, smooth[core], ~(dark | pen)
+        v1 = min(h, v0 + self.rows)
+        h0, h1 = max(0, v0 - self.halo), min(h, v1 + self.halo)
+        band = self.rgb[h0:h1, :, :3]
+        high, low = channel_extremes(band) if band.dtype == np.uint8 else (band.max(axis=2), None)
+        sat = _saturation_of(high, low) if low is not None else saturation(band)
+        smooth = gaussian(sat, sigma=self.sigma) if self.sigma >= 0.5 else sat
+        core = slice(v0 - h0, v1 - h0)
+        sat, rgb = sat[core], self.rgb[v0:v1, :, :3]
+        high = high[core]
+        dark = high < self.p.dark_threshold
+        # hue only where a pen mark is possible (saturated pixels): rgb2hsv is per pixel
+        pen = sat > self.p.pen_saturation
+        if self.pen_not_red:  # a pixel whose red alone is largest has a hue in [0, 1/6) or (5/6, 1)
+            pen &= (rgb[..., 0] < high) | (rgb[..., 1] == high) | (rgb[..., 2] == high)
+        hue = rgb2hsv(rgb[pen][np.newaxis])[0, :, 0]
+        pen[pen] = (hue >= self.p.pen_hue[0]) & (hue <= self.p.pen_hue[1])
+        return v0, v1, smooth[core], ~(dark | pen)
 
     def threshold(self) -> float | None:
         """Otsu's threshold of the valid pixels' smoothed saturation, clipped; None without valid pixels.
