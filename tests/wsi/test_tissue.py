@@ -368,3 +368,15 @@ def test_clean_up_on_the_tissue_box_equals_the_whole_image(where: str) -> None:
             got = clean_tissue(raw, 1.0, TissueSettings(min_object_um2=min_size, max_hole_um2=max_hole))
             np.testing.assert_array_equal(got, _reference_clean(raw, min_size, max_hole))
     assert not clean_tissue(np.zeros((5, 6), bool), 1.0).any()
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 2), (33, 57), (128, 96)])
+def test_clean_up_of_speckled_masks_is_the_oracle(shape: tuple[int, int]) -> None:
+    # dense speckle: many holes of every size, holes reaching the border only diagonally (still holes
+    # under 4-connectivity), objects touching every edge
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    for density in (0.3, 0.5, 0.6, 0.75, 0.9):
+        raw = rng.random(shape) < density
+        for min_size, max_hole in ((1, 1), (2, 3), (6, 10), (25, 60)):
+            got = clean_tissue(raw, 1.0, TissueSettings(min_object_um2=min_size, max_hole_um2=max_hole))
+            np.testing.assert_array_equal(got, _reference_clean(raw, min_size, max_hole))
