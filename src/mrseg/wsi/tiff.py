@@ -31,7 +31,17 @@ import tifffile
 
 from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import SlideError
-from mrseg.wsi.pyramid_tiles import Downsample, Flat, Halver, Tile, TileSpill, content_tiles, level0_tiles, tile_grid
+from mrseg.wsi.pyramid_tiles import (
+    Downsample,
+    Flat,
+    Halver,
+    Tile,
+    TileSpill,
+    content_tiles,
+    fill_grid,
+    level0_tiles,
+    tile_grid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -336,8 +346,9 @@ def write_pyramidal_tiff(
     with tempfile.TemporaryDirectory(prefix="mrseg-pyramid-") as scratch, atomic_path(path) as tmp:
         dedup = TileDeduper(plan)
         with tifffile.TiffWriter(tmp, bigtiff=plan.bigtiff) as tw:
-            tiles: Iterator[Tile] = level0_tiles(level0, plan.tile)
-            content = content_tiles(level0, plan.tile)
+            fills = fill_grid(level0, plan.tile)
+            tiles: Iterator[Tile] = level0_tiles(level0, plan.tile, fills)
+            content = content_tiles(level0, plan.tile, fills)
             for index in range(len(plan.shapes)):
                 rows, cols = tile_grid(plan.shapes[index], plan.tile)
                 threads = encode_threads(content, rows * cols)
