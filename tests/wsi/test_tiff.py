@@ -112,6 +112,41 @@ def test_reading_tags_leaves_no_tiff_file_for_the_collector(tmp_path: Path, chec
     assert alive == []
 
 
+def test_tiff_cycles_are_freed_even_when_collections_run_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Allocations while the file is open (another thread's, in a slide's loaders) must not age its cycles."""
+    import gc
+    import threading
+
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    path = write_pyramidal_tiff(tmp_path / "p.tif", image, 0.5, compression="zlib", tile=32, min_size=32)
+    close = tifffile.TiffFile.close
+
+    def churning_close(self: tifffile.TiffFile) -> None:
+        _ = [[] for _ in range(50_000)]  # enough tracked objects for automatic collections of every generation
+        close(self)
+
+    monkeypatch.setattr(tifffile.TiffFile, "close", churning_close)
+    gc.collect()
+    assert gc.isenabled()
+    check_tiff_integrity(path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        alive = [o for o in gc.get_objects() if isinstance(o, (tifffile.TiffFile, tifffile.TiffPage))]
+    finally:
+        gc.enable()
+    assert alive == []
+    # concurrent callers: automatic collections end as they were, on
+    threads = [threading.Thread(target=lambda: [check_tiff_integrity(path) for _ in range(5)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gc.isenabled()
+
+
 # --------------------------------------------------------------------------------------------
 # Tile by tile: levels equal to halving the whole level, flat tiles shared, sparse images not read
 # --------------------------------------------------------------------------------------------

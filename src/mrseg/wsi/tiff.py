@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,19 +245,48 @@ def frees_tiff_cycles(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     garbage collector, with every page's tag values: the tile offsets and byte counts as Python ints,
     about 70 bytes per tile (21 MB for the level 0 of a 100,000 x 200,000 px slide). Left to the
     collector, they stay until a full collection, long after, once per slide opening (three per
-    ``mrseg predict``: the slide and its two loaders). The cycles are young when ``fn`` returns, so a
-    collection of the two youngest generations frees them at once (about a millisecond, plus freeing
-    the ints themselves).
+    ``mrseg predict``: the slide and its two loaders). While ``fn`` runs, the collector's automatic
+    runs are held off (:func:`gc.disable`, process-wide, restored by the last of any concurrent
+    callers): another thread's allocations, the tile loop's among them, would otherwise trigger
+    collections that move the young cycles to the oldest generation, out of reach of the collection
+    of the two youngest generations that frees them at once on return (about a millisecond, plus
+    freeing the ints themselves). Session 12 found one loader's 21 MB kept that way for a whole run.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        _hold_collector()
         try:
             return fn(*args, **kwargs)
         finally:
+            _release_collector()
             gc.collect(1)
 
     return wrapper
+
+
+_collector_lock = threading.Lock()
+_collector_holds = 0
+_collector_was_enabled = False
+
+
+def _hold_collector() -> None:
+    """Hold off automatic collections (the first of concurrent holders notes whether they were on)."""
+    global _collector_holds, _collector_was_enabled
+    with _collector_lock:
+        if _collector_holds == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _collector_holds += 1
+
+
+def _release_collector() -> None:
+    """End one hold; the last one turns automatic collections back on if they were on before the first."""
+    global _collector_holds
+    with _collector_lock:
+        _collector_holds -= 1
+        if _collector_holds == 0 and _collector_was_enabled:
+            gc.enable()
 
 
 @frees_tiff_cycles
