@@ -219,7 +219,8 @@ class Halver:
         self._count = 0
         self._flat_parents: dict[tuple[bytes, tuple[int, ...]], Flat] = {}  # flat block -> its flat parent
         # a 2x2 block of one and the same Flat object (blank background: level0_tiles and this class
-        # hand out one object per content and shape) -> (that object, its parent), found by identity
+        # hand out one object per content and shape) -> (that object, kept alive so that its id is
+        # not reused, and its parent), found by identity
         self._same_parent: dict[int, tuple[Flat, Tile]] = {}
 
     def add(self, tile: Tile) -> None:
@@ -245,11 +246,9 @@ class Halver:
             and len(block) == 2
             and all(len(row) == 2 and row[0] is row[1] is first for row in block)
         ):
-            cached = self._same_parent.get(id(first))
-            if cached is None or cached[0] is not first:
-                cached = (first, self._any_parent(block))
-                self._same_parent[id(first)] = cached
-            return cached[1]
+            if id(first) not in self._same_parent:
+                self._same_parent[id(first)] = (first, self._any_parent(block))
+            return self._same_parent[id(first)][1]
         return self._any_parent(block)
 
     def _any_parent(self, block: list[list[Tile]]) -> Tile:

@@ -507,16 +507,21 @@ def _component_sizes(labels: np.ndarray, count: int) -> np.ndarray:
 
     numpy widens index arrays to int64: a band at a time here, not the whole image.
     """
-    rows = max(1, BAND_PIXELS // max(1, labels.shape[1]))
+    rows = _band_rows(labels)
     sizes = np.zeros(count + 1, dtype=np.int64)
     for v0 in range(0, labels.shape[0], rows):
         sizes += np.bincount(labels[v0 : v0 + rows].ravel(), minlength=count + 1)
     return sizes
 
 
+def _band_rows(labels: np.ndarray) -> int:
+    """Rows of ``labels`` (``(h, w)``) in a band of about :data:`BAND_PIXELS` pixels (at least one)."""
+    return max(1, BAND_PIXELS // max(1, labels.shape[1]))
+
+
 def _lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``table[labels]`` (``bool``, shaped as ``labels``), in bands of rows."""
-    rows = max(1, BAND_PIXELS // max(1, labels.shape[1]))
+    rows = _band_rows(labels)
     out = np.empty(labels.shape, dtype=bool)
     for v0 in range(0, labels.shape[0], rows):
         out[v0 : v0 + rows] = table[labels[v0 : v0 + rows]]
