@@ -37,7 +37,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mrseg.inference.predictor import native_bf16, prepare_for_inference, to_channels_last
+from mrseg.core.device import native_bf16
+from mrseg.inference.predictor import prepare_for_inference, to_channels_last
 from mrseg.models import create_model
 from mrseg.models.profile import count_flops, profile_model
 

@@ -17,11 +17,14 @@ checkpoints) in a fresh interpreter, samples/s = optimiser steps x batch / wall 
 With ``--today SRC`` (the ``src`` folder of e.g. a worktree of main before a change) the same runs
 with the code at ``SRC`` alternate with this checkout's, and the table gives each round's ratio
 (this checkout / today); the final weights are compared too (same bytes: the change is speed only).
+``--set KEY=VALUE`` changes the recipe of this checkout's runs only, so ``--today src --set
+train.amp=bf16`` measures bf16 autocast against float32 with the same code (the weights then differ).
 
 Usage::
 
     python benchmarks/training.py [--config synthetic_mrn_bilinear] [--steps 30] [--workers 0 1 2]
     python benchmarks/training.py --demo-models unet_2 mrn_bilinear --epochs 4 --rounds 3 --today /tmp/base/src
+    python benchmarks/training.py --demo-models unet_2 mrn_bilinear --today src --set train.amp=bf16   # bf16 / fp32
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 
 import torch
 
+from mrseg.core.overrides import parse_overrides
 from mrseg.models.inputs import to_tensor
 from mrseg.training.config import load_config, update_config
 from mrseg.training.epoch import make_loader
@@ -97,7 +101,7 @@ def demo_child(args: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     spec = next(m for m in MODELS if m.key == args["model"])
     defaults = default_settings()
-    settings = default_settings(train={**defaults.train, "train.epochs": args["epochs"]})
+    settings = default_settings(train={**defaults.train, "train.epochs": args["epochs"], **args.get("overrides", {})})
     # the demo's own config of this model, on a generated data set split by the recipe (not a manifest)
     config = update_config(model_config(settings, spec, Path(args["data"]), progress=False), {"data.split": "auto"})
     t0 = time.perf_counter()
@@ -112,11 +116,20 @@ def demo_child(args: dict[str, Any]) -> None:
     Path(args["result"]).write_text(json.dumps(result_json))
 
 
-def run_demo_child(model: str, src: Path, data: Path, epochs: int, tmp: Path, tag: str) -> dict[str, Any]:
-    """:func:`demo_child` in a fresh interpreter whose ``mrseg`` comes from ``src``."""
+def run_demo_child(
+    model: str, src: Path, data: Path, epochs: int, tmp: Path, tag: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`demo_child` in a fresh interpreter whose ``mrseg`` comes from ``src``, with recipe ``overrides``."""
     out = tmp / f"{tag}-{model}"
     result_path = out.with_suffix(".json")
-    args = {"model": model, "data": str(data), "epochs": epochs, "out": str(out), "result": str(result_path)}
+    args = {
+        "model": model,
+        "data": str(data),
+        "epochs": epochs,
+        "out": str(out),
+        "result": str(result_path),
+        "overrides": overrides or {},
+    }
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.run(
         [sys.executable, __file__, "--_demo", json.dumps(args)], env=env, capture_output=True, text=True, check=False
@@ -133,6 +146,7 @@ def demo_section(args: argparse.Namespace) -> None:
     """The ``--demo-models`` comparison (see the module docstring)."""
     here = Path(__file__).resolve().parents[1] / "src"
     variants = {"this": here} | ({"today": args.today.resolve()} if args.today else {})
+    overrides = parse_overrides(args.overrides)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -143,7 +157,10 @@ def demo_section(args: argparse.Namespace) -> None:
             data = generate(tmp / "synth", args.slides, seed=0, size_px=2048, mpp=0.5)
         for r in range(args.rounds):
             for model in args.demo_models:
-                got = {tag: run_demo_child(model, src, data, args.epochs, tmp, tag) for tag, src in variants.items()}
+                got = {
+                    tag: run_demo_child(model, src, data, args.epochs, tmp, tag, overrides if tag == "this" else None)
+                    for tag, src in variants.items()
+                }
                 row = {"round": r, "model": model, **{f"{t}_samples_per_s": g["samples_per_s"] for t, g in got.items()}}
                 if "today" in got:
                     row["ratio"] = got["this"]["samples_per_s"] / got["today"]["samples_per_s"]
@@ -175,7 +192,13 @@ def demo_section(args: argparse.Namespace) -> None:
         print(line)
     from common import machine, write_result
 
-    meta = {"machine": machine(), "epochs": args.epochs, "rounds": args.rounds, "today": str(args.today or "")}
+    meta = {
+        "machine": machine(),
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "today": str(args.today or ""),
+        "this_overrides": overrides,
+    }
     write_result(args.out, {"meta": meta, "summary": summary, "rounds": rows})
 
 
@@ -195,6 +218,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="--demo-models: alternating rounds")
     parser.add_argument("--slides", type=int, default=8, help="--demo-models: synthetic slides generated")
     parser.add_argument("--today", type=Path, default=None, help="--demo-models: src folder of the code to compare")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="--demo-models: recipe override KEY=VALUE for this checkout's runs only (e.g. train.amp=bf16; "
+        "with --today src, the same code with and without it)",
+    )
     args = parser.parse_args()
     if args.demo_models:
         demo_section(args)

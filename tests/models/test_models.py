@@ -7,8 +7,9 @@ import torch
 from model_tester import MPPS_BY_J, patches, randomize_bn
 from torch import nn
 
+from mrseg.core.device import native_bf16
 from mrseg.core.errors import ConfigError, ModelConfigError
-from mrseg.inference.predictor import native_bf16, prepare_for_inference, to_channels_last
+from mrseg.inference.predictor import prepare_for_inference, to_channels_last
 from mrseg.models import MRN, UNet, create_model, gammas_from_mpps, required_multiple, valid_sizes
 from mrseg.models.fold import fold_batch_norm
 from mrseg.models.sizes import check_spatial

@@ -39,4 +39,21 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-__all__ = ["resolve_device"]
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """True when ``device`` computes bf16 convolutions natively (CUDA with bf16, or CPU with AVX512-BF16/AMX).
+
+    Where this is false, bf16 is emulated and several times slower than float32 (an AVX2-only CPU:
+    5-6x, docs/performance.md), so ``--precision auto`` and ``train.amp`` keep float32 there.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+__all__ = ["native_bf16", "resolve_device"]

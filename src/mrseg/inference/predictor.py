@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mrseg.core.device import resolve_device
+from mrseg.core.device import native_bf16, resolve_device
 from mrseg.core.errors import ConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.core.label_spec import LabelSpec
@@ -55,19 +55,6 @@ Precision = Literal["fp32", "bf16", "auto"]
 
 #: A prepared model: float32 ``(N, J, 3, H, W)`` -> logits ``(N, C, H, W)`` (an ``nn.Module`` also fits).
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """True when ``device`` computes bf16 convolutions natively (CUDA with bf16, or CPU with AVX512-BF16/AMX)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:

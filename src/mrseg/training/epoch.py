@@ -60,7 +60,7 @@ def stop_workers(loader: DataLoader[Any]) -> None:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision on CUDA when ``dtype`` is set; a no-op otherwise."""
+    """Mixed precision when ``dtype`` is set (:func:`mrseg.training.state.amp_dtype`); a no-op otherwise."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
@@ -95,7 +95,7 @@ def train_steps(
             break
         x, y = model_input(batch, run.input_spec, ctx.device, channels_last=t.channels_last)
         with autocast(ctx.device, run.amp_dtype):
-            data_loss = run.criterion(run.model(x), y)
+            data_loss = run.criterion(run.model(x).float(), y)  # the loss in float32 (no copy when it is)
         scale = x.shape[0] if t.data_reduction == "sum_examples" else 1
         loss = data_loss * scale + l2_penalty(run.raw_model, t.l2, t.l2_mode)
         run.optimizer.zero_grad(set_to_none=True)
@@ -133,7 +133,7 @@ def validate(run: RunState, loader: DataLoader[Any]) -> tuple[float, float]:
     for batch in loader:
         x, y = model_input(batch, run.input_spec, ctx.device, channels_last=run.config.train.channels_last)
         with autocast(ctx.device, run.amp_dtype):
-            logits = model(x)
+            logits = model(x).float()
             loss = run.criterion(logits, y)
         total += float(loss) * x.shape[0]
         count += x.shape[0]

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from mrseg.core.device import native_bf16
 from mrseg.core.errors import ModelConfigError
 from mrseg.core.input_spec import InputSpec
 from mrseg.models import create_model
@@ -91,12 +92,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: Config) -> Any:
 
 
 def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` (None: float32; mixed precision needs CUDA)."""
+    """The autocast dtype of ``train.amp`` (None: float32).
+
+    ``fp16`` needs CUDA; ``bf16`` runs on CUDA and on a CPU that computes bf16 natively
+    (:func:`mrseg.core.device.native_bf16`: AVX512-BF16 or AMX). Elsewhere a warning says so and
+    training stays in float32 (emulated bf16 is several times slower than float32).
+    """
     dtype = _AMP_DTYPES.get(config.train.amp)
-    if dtype is not None and device.type != "cuda":
-        log.warning("train.amp=%s needs CUDA; training in float32 on %s", config.train.amp, device)
-        return None
-    return dtype
+    if dtype is None or device.type == "cuda":
+        return dtype
+    if dtype == torch.bfloat16 and device.type == "cpu" and native_bf16(device):
+        return dtype
+    need = "CUDA" if dtype == torch.float16 else "CUDA or a CPU with native bf16 (AVX512-BF16 or AMX)"
+    log.warning("train.amp=%s needs %s; training in float32 on %s", config.train.amp, need, device)
+    return None
 
 
 @dataclass
