@@ -1,6 +1,6 @@
 """What the demo runs: the six models, the data-set sizes and the shared small training recipe.
 
-Two presets: :func:`default_settings` (recipe R3e80, chosen on validation data; about 14 minutes on an
+Two presets: :func:`default_settings` (recipe R3e80, chosen on validation data; 13.5-15 minutes on an
 idle 2-core Zen 4 EPYC, about 10.5 on a Zen 5; docs/results.md) and
 :func:`quick_settings` (about half a minute: tiny slides, a few steps; for CI). Every size is in pixels at
 the slides' level-0 mpp (0.5 µm/px unless ``slide_mpp`` says otherwise).
@@ -187,7 +187,7 @@ class DemoSettings:
 
 
 def default_settings(**changes: Any) -> DemoSettings:
-    """The default run (about 12 minutes on an idle 2-core CPU; see docs/results.md)."""
+    """The default run (13.5-15 minutes on an idle 2-core Zen 4 CPU; see docs/results.md)."""
     return replace(DemoSettings(), **changes)
 
 
