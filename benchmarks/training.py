@@ -101,7 +101,7 @@ def demo_child(args: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     spec = next(m for m in MODELS if m.key == args["model"])
     defaults = default_settings()
-    settings = default_settings(train={**defaults.train, "train.epochs": args["epochs"], **args.get("overrides", {})})
+    settings = default_settings(train={**defaults.train, "train.epochs": args["epochs"], **args["overrides"]})
     # the demo's own config of this model, on a generated data set split by the recipe (not a manifest)
     config = update_config(model_config(settings, spec, Path(args["data"]), progress=False), {"data.split": "auto"})
     t0 = time.perf_counter()

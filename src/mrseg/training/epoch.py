@@ -137,7 +137,7 @@ def validate(run: RunState, loader: DataLoader[Any]) -> tuple[float, float]:
             loss = run.criterion(logits, y)
         total += float(loss) * x.shape[0]
         count += x.shape[0]
-        hist.update(any_foreground(logits.float(), run.config.labels).cpu().numpy(), (y > 0).cpu().numpy())
+        hist.update(any_foreground(logits, run.config.labels).cpu().numpy(), (y > 0).cpu().numpy())
     total, count, *counts = D.all_reduce_sum([total, count, *hist.pos.tolist(), *hist.neg.tolist()], ctx)
     n = hist.bins
     pooled = BinaryHistogram(n, np.asarray(counts[:n], np.int64), np.asarray(counts[n:], np.int64))

@@ -101,7 +101,7 @@ def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
     dtype = _AMP_DTYPES.get(config.train.amp)
     if dtype is None or device.type == "cuda":
         return dtype
-    if dtype == torch.bfloat16 and device.type == "cpu" and native_bf16(device):
+    if dtype == torch.bfloat16 and native_bf16(device):
         return dtype
     need = "CUDA" if dtype == torch.float16 else "CUDA or a CPU with native bf16 (AVX512-BF16 or AMX)"
     log.warning("train.amp=%s needs %s; training in float32 on %s", config.train.amp, need, device)
