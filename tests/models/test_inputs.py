@@ -44,6 +44,9 @@ def test_one_sample_and_non_contiguous_input(patches: np.ndarray) -> None:
     assert to_tensor(patches[0], SPEC).shape == (1, 2, 3, 16, 16)
     view = patches[:, :, ::2, ::2]
     assert torch.equal(to_tensor(view, SPEC, channels_last=True), reference(np.ascontiguousarray(view), SPEC))
+    fortran = np.asfortranarray(patches)  # normalised row by row: the float copy must be C-ordered
+    for channels_last in (False, True):
+        assert torch.equal(to_tensor(fortran, SPEC, channels_last=channels_last), reference(patches, SPEC))
 
 
 def test_refuses_other_shapes() -> None:
