@@ -7,6 +7,10 @@ shape. Reported per run:
 
 - ``efficiency`` = end-to-end tiles/s / model-only tiles/s (target >= 0.85); ``tile_phase_efficiency``
   the same for the tile loop alone (read -> model -> merge), without the fixed per-slide costs.
+- ``model_busy`` = seconds the model ran inside the loop / end-to-end seconds (the share of the run
+  the model was computing, the peer's "model busy" figure). It does not depend on a separate
+  model-only measurement, so it is the steadier figure on a VM whose speed drifts between minutes;
+  ``efficiency`` is about ``model_busy`` x (model rate in the loop / model rate alone).
 - ``read_amp`` = pixels read from the slide (``Slide.pixels_read``, all levels) / pixels of the
   union of the tiles' fields of view at each level (what any reader must decode at least);
   ``naive_amp`` is the same ratio for reading every tile's J patches separately.
@@ -182,6 +186,7 @@ def child(args: argparse.Namespace) -> None:
         # the tile loop alone (read -> model -> merge), without the fixed per-slide costs
         # (open, tissue mask, TIFF, overlay) that large slides amortise
         "tile_phase_efficiency": result.tiles / record["timings"]["tiles_s"] / model_tps,
+        "model_busy": record["timings"]["model_s"] / e2e_s,
         "pixels_read": record["pixels_read"],
         "pixels_needed": needed,
         "read_amp": record["pixels_read"] / needed,
@@ -193,7 +198,15 @@ def child(args: argparse.Namespace) -> None:
 
 
 KEY = ("model", "size", "chunk_tiles", "loader_nice")
-MEDIANS = ("e2e_tiles_per_s", "model_tiles_per_s", "efficiency", "tile_phase_efficiency", "read_amp", "peak_rss_mb")
+MEDIANS = (
+    "e2e_tiles_per_s",
+    "model_tiles_per_s",
+    "efficiency",
+    "tile_phase_efficiency",
+    "model_busy",
+    "read_amp",
+    "peak_rss_mb",
+)
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,14 +287,15 @@ def main() -> None:
                 f"[{rep + 1}/{args.repeats}] {model:5s} {size:6d} chunk {chunk:2d} nice {nice:2d}:"
                 f" {r['tiles']:5d} tiles"
                 f"  e2e {r['e2e_tiles_per_s']:7.2f}/s  model {r['model_tiles_per_s']:7.2f}/s"
-                f"  eff {r['efficiency']:.3f} (tile loop {r['tile_phase_efficiency']:.3f})"
+                f"  eff {r['efficiency']:.3f} (tile loop {r['tile_phase_efficiency']:.3f},"
+                f" model busy {r['model_busy']:.3f})"
                 f"  read amp {r['read_amp']:.2f} (naive {r['naive_amp']:.1f})"
                 f"  peak RSS {r['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
     summary = summarise(rows)
     header = f"{'model':6s}{'size':>7s}{'chunk':>6s}{'nice':>5s}{'tiles':>7s}{'e2e/s':>9s}{'model/s':>9s}"
-    header += f"{'eff':>7s}{'eff range':>14s}{'loop':>7s}"
+    header += f"{'eff':>7s}{'eff range':>14s}{'loop':>7s}{'busy':>7s}"
     header += f"{'read amp':>10s}{'naive':>7s}{'RSS MB':>8s}"
     print(f"\nmedians over {args.repeats} repetition(s) per row\n" + header)
     for r in summary:
@@ -289,7 +303,7 @@ def main() -> None:
         print(
             f"{r['model']:6s}{r['size']:7d}{r['chunk_tiles']:6d}{r['loader_nice']:5d}{r['tiles']:7d}{r['e2e_tiles_per_s']:9.2f}"
             f"{r['model_tiles_per_s']:9.2f}{r['efficiency']:7.3f}{f'{lo:.3f}-{hi:.3f}':>14s}{r['tile_phase_efficiency']:7.3f}"
-            f"{r['read_amp']:10.2f}{r['naive_amp']:7.1f}"
+            f"{r['model_busy']:7.3f}{r['read_amp']:10.2f}{r['naive_amp']:7.1f}"
             f"{r['peak_rss_mb']:8.0f}"
         )
     meta = {
