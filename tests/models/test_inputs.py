@@ -49,6 +49,12 @@ def test_one_sample_and_non_contiguous_input(patches: np.ndarray) -> None:
         assert torch.equal(to_tensor(fortran, SPEC, channels_last=channels_last), reference(patches, SPEC))
 
 
+def test_an_empty_batch_keeps_its_shape() -> None:
+    for channels_last in (False, True):
+        x = to_tensor(np.zeros((0, 2, 16, 16, 3), np.uint8), SPEC, channels_last=channels_last)
+        assert x.shape == (0, 2, 3, 16, 16)
+
+
 def test_refuses_other_shapes() -> None:
     with pytest.raises(ValueError, match="expected uint8 patches"):
         to_tensor(np.zeros((2, 16, 16, 4), np.uint8), SPEC)

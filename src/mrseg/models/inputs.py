@@ -64,7 +64,7 @@ def normalise(patches: np.ndarray, spec: InputSpec, *, channel_axis: int = -1) -
     std = np.asarray(spec.std, dtype=np.float32)
     out /= np.float32(255.0)
     if axis == out.ndim - 1 and out.ndim >= 2:
-        rows = out.reshape(*out.shape[:-2], -1)  # a view: out is C-contiguous
+        rows = out.reshape(*out.shape[:-2], out.shape[-2] * out.shape[-1])  # a view: out is C-contiguous
         repeats = out.shape[-2]
         rows -= np.tile(mean, repeats)
         rows /= np.tile(std, repeats)
