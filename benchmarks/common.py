@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ def as_the_command_line() -> None:
     except ImportError:
         return
     prefer_short_spin()
+
+
+def ratio_summary(ratios: list[float]) -> dict[str, Any]:
+    """Median and ``[min, max]`` of per-round ratios (this / other), under the keys every result uses."""
+    return {"ratio_median": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)]}
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:

@@ -88,7 +88,6 @@ def run_kind(src: Path, models: tuple[str, ...], epochs: int, seed: int, tmp: Pa
     try:
         while not all((stages / f"train_{key}.json").exists() for key in models):
             if proc.poll() is not None:
-                log.close()
                 tail = (tmp / f"{tag}.log").read_text()[-4000:]
                 raise RuntimeError(f"{tag}: the demo ended (rc {proc.returncode}) before training finished:\n{tail}")
             time.sleep(0.2)
@@ -125,7 +124,7 @@ def main() -> None:
     if not (args.today / "mrseg").is_dir():
         parser.error(f"--today {args.today}: no mrseg package there (give the src folder of a checkout)")
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import machine, write_result
+    from common import machine, ratio_summary, write_result
 
     here = Path(__file__).resolve().parents[1] / "src"
     variants = {"this": here, "today": args.today.resolve()}
@@ -164,16 +163,14 @@ def main() -> None:
             "models": list(KINDS[kind]),
             "this_samples_per_s": statistics.median(r["this"]["samples_per_s"] for r in mine),
             "today_samples_per_s": statistics.median(r["today"]["samples_per_s"] for r in mine),
-            "ratio_median": statistics.median(ratios),
-            "ratio_min": min(ratios),
-            "ratio_max": max(ratios),
+            **ratio_summary(ratios),
             "this_cpu_ms_per_sample": statistics.median(r["this"]["cpu_ms_per_sample"] for r in mine),
             "today_cpu_ms_per_sample": statistics.median(r["today"]["cpu_ms_per_sample"] for r in mine),
         }
         summary.append(entry)
         print(
             f"{kind:5s} {entry['this_samples_per_s']:15.1f} {entry['today_samples_per_s']:16.1f} "
-            f"{entry['ratio_median']:9.2f}x [{entry['ratio_min']:.2f}-{entry['ratio_max']:.2f}] "
+            f"{entry['ratio_median']:9.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] "
             f"{entry['this_cpu_ms_per_sample']:12.1f} / {entry['today_cpu_ms_per_sample']:.1f}"
         )
     meta = {

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_result
+from common import machine, ratio_summary, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,8 +122,8 @@ def main() -> None:
             ratios = [k["samples_per_s"] / g["samples_per_s"] for g, k in zip(side["glibc"], side["kept"], strict=True)]
             med = {s: statistics.median(r["samples_per_s"] for r in side[s]) for s in side}
             faults = {s: statistics.median(r["faults_per_step"] for r in side[s]) for s in side}
-            row = {"mode": mode, "size": size, "samples_per_s": med, "ratio_median": statistics.median(ratios)}
-            row |= {"ratio_range": [min(ratios), max(ratios)], "faults_per_step": faults}
+            row = {"mode": mode, "size": size, "samples_per_s": med, **ratio_summary(ratios)}
+            row |= {"faults_per_step": faults}
             summary.append(row)
             rng = f"[{min(ratios):.2f}-{max(ratios):.2f}]"
             print(

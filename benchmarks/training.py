@@ -144,6 +144,8 @@ def run_demo_child(
 
 def demo_section(args: argparse.Namespace) -> None:
     """The ``--demo-models`` comparison (see the module docstring)."""
+    from common import machine, ratio_summary, write_result
+
     here = Path(__file__).resolve().parents[1] / "src"
     variants = {"this": here} | ({"today": args.today.resolve()} if args.today else {})
     overrides = parse_overrides(args.overrides)
@@ -180,8 +182,7 @@ def demo_section(args: argparse.Namespace) -> None:
             ratios = [r["ratio"] for r in mine]
             entry |= {
                 "today_samples_per_s": statistics.median(r["today_samples_per_s"] for r in mine),
-                "ratio_median": statistics.median(ratios),
-                "ratio_range": [min(ratios), max(ratios)],
+                **ratio_summary(ratios),
                 "same_weights": all(r["same_weights"] for r in mine),
             }
             line += (
@@ -190,8 +191,6 @@ def demo_section(args: argparse.Namespace) -> None:
             )
         summary.append(entry)
         print(line)
-    from common import machine, write_result
-
     meta = {
         "machine": machine(),
         "epochs": args.epochs,
