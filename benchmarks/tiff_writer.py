@@ -4,25 +4,27 @@ A probability map of ``H x W`` pixels that holds something only in one ``--block
 centre (what a whole-slide prediction of a slide with little tissue gives) is written with
 :func:`mrseg.wsi.tiff.write_pyramidal_tiff` (zlib, 256-px tiles), as ``mrseg predict`` writes its map.
 The map says where it is blank (``region_is_fill``), as :class:`mrseg.inference.store` maps do, so
-only the block's tiles are read and encoded. Two ways of encoding, interleaved in one run:
+only the block's tiles are read and encoded.
 
-* ``threads always``: every level on :data:`mrseg.wsi.tiff.ENCODE_THREADS` threads (the writer before
-  the thread rule; ``THREADED_MIN_SHARE = 0``);
-* ``default``: a level goes to the thread pool only when enough of its tiles hold pixels
-  (:func:`mrseg.wsi.tiff.encode_threads`).
-
-The files of both are checked to be identical byte for byte. Prints a table and writes JSON.
+Each write runs in a fresh process, from this checkout and, with ``--today SRC``, from another
+checkout's ``src`` (the code to compare with), alternating which goes first, ``--rounds`` times.
+The files of both are checked to be identical byte for byte. The table gives the median wall time
+of each, their paired ratio, and the time per tile position (all levels) of this checkout; with
+``--blocks``, more tissue in the same area shows what the tissue costs. Prints a table and writes JSON.
 
 Example::
 
-    python benchmarks/tiff_writer.py --sizes 8192 32768 65536 25000x50000 --repeats 3
+    python benchmarks/tiff_writer.py --today ../old/src --sizes 8192 65536 100000x200000 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import machine, write_result
 
-import mrseg.wsi.tiff as tiff
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, ratio_summary, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class BlockMap:
@@ -68,75 +72,87 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
-def write_once(image: BlockMap, path: Path, min_share: float) -> tuple[float, float]:
-    """Wall and CPU seconds of one write with ``THREADED_MIN_SHARE = min_share``."""
-    saved = tiff.THREADED_MIN_SHARE
-    tiff.THREADED_MIN_SHARE = min_share
-    try:
-        wall, cpu = time.perf_counter(), time.process_time()
-        tiff.write_pyramidal_tiff(path, image, 2.0, tile=256, compression="zlib", downsample="mean")
-        return time.perf_counter() - wall, time.process_time() - cpu
-    finally:
-        tiff.THREADED_MIN_SHARE = saved
+def child(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One write in this fresh process (``mrseg`` imported from ``cfg["src"]``): wall, CPU, the file's hash."""
+    sys.path.insert(0, cfg["src"])
+    from mrseg.wsi.tiff import pyramid_shapes, write_pyramidal_tiff
 
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["8192", "32768", "65536", "25000x50000"])
-    parser.add_argument("--block", type=int, default=1536, help="edge of the non-blank square, map pixels")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "tiff_writer.json")
-    args = parser.parse_args(argv)
-    variants = {"threads always": 0.0, "default": tiff.THREADED_MIN_SHARE}
-    rows: list[dict[str, Any]] = []
+    h, w = cfg["size"]
+    image = BlockMap(h, w, cfg["block"])
     with tempfile.TemporaryDirectory(prefix="mrseg-tiffbench-") as work:
-        for text in args.sizes:
-            h, w = parse_size(text)
-            image = BlockMap(h, w, args.block)
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-            for _ in range(args.repeats):
-                for name, share in variants.items():
-                    times[name].append(write_once(image, Path(work) / f"{name.replace(' ', '_')}.tif", share))
-            same = (Path(work) / "threads_always.tif").read_bytes() == (Path(work) / "default.tif").read_bytes()
-            positions = sum(-(-s[0] // 256) * -(-s[1] // 256) for s in tiff.pyramid_shapes(h, w, min_size=256))
-            walls = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
-            cpus = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
-            rows.append(
-                {
-                    "size": [h, w],
-                    "tile_positions": positions,
-                    "content_tiles_level0": tiff.content_tiles(image, 256),
-                    "wall_s": walls,
-                    "cpu_s": cpus,
-                    "speed_up_wall": walls["threads always"] / walls["default"],
-                    "files_identical": same,
-                    "us_per_position_default": 1e6 * walls["default"] / positions,
-                }
-            )
-            print(f"[{text}] done, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
-    print(
-        f"\npyramidal TIFF of a blank map with one {args.block}-px block (zlib, 256-px tiles), "
-        f"median of {args.repeats}, encode threads {tiff.ENCODE_THREADS}"
+        path = Path(work) / "map.tif"
+        wall, cpu = time.perf_counter(), time.process_time()
+        write_pyramidal_tiff(path, image, 2.0, tile=256, compression="zlib", downsample="mean")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    positions = sum(-(-a // 256) * -(-b // 256) for a, b in pyramid_shapes(h, w, min_size=256))
+    block_tiles = len(range(image.box[0] // 256, -(-image.box[1] // 256))) * len(
+        range(image.box[2] // 256, -(-image.box[3] // 256))
     )
-    print(
-        f"{'map px':>13} {'positions':>9} {'content':>7} {'always s':>9} {'default s':>9} {'x':>5} "
-        f"{'cpu always':>10} {'cpu def.':>8} {'µs/pos':>6} same"
-    )
+    return {"wall_s": wall, "cpu_s": cpu, "sha256": digest, "positions": positions, "content_tiles": block_tiles}
+
+
+def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--_child", json.dumps(cfg)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": cfg["src"]})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["8192", "32768", "65536", "100000x200000"])
+    p.add_argument("--blocks", type=int, nargs="+", default=[1536], help="edge of the non-blank square, map px")
+    p.add_argument("--today", type=Path, help="another checkout's src folder to compare with")
+    p.add_argument("--rounds", type=int, default=3, help="alternating fresh processes per side")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tiff_writer.json")
+    p.add_argument("--_child", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    if args._child:
+        print(json.dumps(child(json.loads(args._child))))
+        return
+    sides = {"now": str(ROOT / "src")}
+    if args.today is not None:
+        sides["today"] = str(args.today.resolve())
+    rows: list[dict[str, Any]] = []
+    for text in args.sizes:
+        for block in args.blocks:
+            size = parse_size(text)
+            runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+            for r in range(args.rounds):
+                order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+                for side in order:
+                    runs[side].append(run_child({"src": sides[side], "size": size, "block": block}))
+            first = runs["now"][0]
+            row: dict[str, Any] = {"size": list(size), "block": block, "positions": first["positions"]}
+            row["content_tiles_level0"] = first["content_tiles"]
+            row["wall_s"] = {side: statistics.median(x["wall_s"] for x in rs) for side, rs in runs.items()}
+            row["cpu_s"] = {side: statistics.median(x["cpu_s"] for x in rs) for side, rs in runs.items()}
+            row["us_per_position_now"] = 1e6 * row["wall_s"]["now"] / first["positions"]
+            row["files_identical"] = len({x["sha256"] for rs in runs.values() for x in rs}) == 1
+            if "today" in runs:
+                ratios = [t["wall_s"] / n["wall_s"] for t, n in zip(runs["today"], runs["now"], strict=True)]
+                row |= ratio_summary(ratios)
+            row["runs"] = runs
+            rows.append(row)
+            print(f"[{text} block {block}] done, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+    print(f"\npyramidal TIFF of a blank map with one square block (zlib, 256-px tiles), median of {args.rounds}")
+    head = f"{'map px':>14} {'block':>6} {'positions':>9} {'content':>7} {'now s':>7} {'µs/pos':>6}"
+    if "today" in sides:
+        head += f" {'today s':>8} {'x':>5} {'[range]':>12}"
+    print(head + "  same")
     for r in rows:
-        print(
-            f"{r['size'][0]:>6}x{r['size'][1]:<6} {r['tile_positions']:>9} {r['content_tiles_level0']:>7} "
-            f"{r['wall_s']['threads always']:>9.2f} {r['wall_s']['default']:>9.2f} {r['speed_up_wall']:>5.2f} "
-            f"{r['cpu_s']['threads always']:>10.2f} {r['cpu_s']['default']:>8.2f} "
-            f"{r['us_per_position_default']:>6.1f} {r['files_identical']}"
-        )
-    result = {
-        "benchmark": "tiff_writer",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": machine(),
-        "rows": rows,
-    }
-    write_result(args.out, result)
-    return result
+        line = f"{r['size'][0]:>7}x{r['size'][1]:<6} {r['block']:>6} {r['positions']:>9} {r['content_tiles_level0']:>7}"
+        line += f" {r['wall_s']['now']:>7.3f} {r['us_per_position_now']:>6.2f}"
+        if "today" in sides:
+            lo, hi = r["ratio_range"]
+            line += f" {r['wall_s']['today']:>8.3f} {r['ratio_median']:>5.2f} {f'[{lo:.2f}, {hi:.2f}]':>12}"
+        print(line + f"  {r['files_identical']}")
+    result = {"benchmark": "tiff_writer", "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine()}
+    write_result(args.out, result | {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """The tiles of an image pyramid, level by level, each level made from the tiles of the one before.
 
-The pyramidal TIFF writer (:mod:`mrseg.wsi.tiff`) streams a level's tiles in row-major order
-(:func:`level0_tiles` for level 0) into the file and, at the same time, into a :class:`Halver`
-that builds the next level's tiles from each 2x2 block of them and keeps them in a
-:class:`TileSpill` (a scratch file, read back with ``pread``: nothing is memory mapped, so the
-resident memory stays that of a couple of tile rows whatever the image size).
+A level is a grid of tile positions (:func:`tile_grid`) and each position holds either a
+:class:`Flat` tile (all pixels equal: the grid stores its number in the pyramid's
+:class:`FlatTable`) or a tile with pixels. The pixels of a reduced level's tiles are kept in a
+:class:`TileSpill` (a scratch file read back with ``pread``: nothing is memory mapped, so the
+resident memory stays that of a couple of tile rows whatever the image size); level 0's come from
+the image itself (:class:`ImageTiles`).
 
-A tile whose pixels are all equal is a :class:`Flat` tile: it is never read, encoded or halved
-pixel by pixel. An image that says which regions hold only its fill value
-(``region_is_fill(y0, y1, x0, x1)``, as the probability maps of :mod:`mrseg.inference.store` do)
-is not even read there, so the work is proportional to the tiles that hold anything. The
-halving of a block is exactly :func:`reduce2` of the level's pixels, so every level is the same
-as halving the whole level at once.
+The pyramidal TIFF writer (:mod:`mrseg.wsi.tiff`) streams the tiles with pixels of a level, in
+row-major order, into the file and into a :class:`Halver`, which makes from each 2x2 block of them
+the next level's tile. Flat tiles never pass through Python one by one: a block of flat tiles of
+one pixel value makes a flat parent by array operations on the grids (:func:`halve_grid`), so the
+work is proportional to the tiles that hold anything. An image that says which regions hold only
+its fill value (``region_is_fill(y0, y1, x0, x1)``, as the probability maps of
+:mod:`mrseg.inference.store` do) is not even read there (:func:`fill_grid`). The halving of a
+block is exactly :func:`reduce2` of the level's pixels, so every level is the same as halving the
+whole level at once.
 """
 
 from __future__ import annotations
@@ -129,75 +133,116 @@ def content_tiles(image: Any, tile: int, fills: np.ndarray | None = None) -> int
     return rows * cols if fills is None else rows * cols - int(fills.sum())
 
 
-def level0_tiles(image: Any, tile: int, fills: np.ndarray | None = None) -> Iterator[Tile]:
-    """Yield the tiles of ``image`` (``(H, W[, C])`` array-like) in row-major order, flat ones as :class:`Flat`.
+#: Grid value of a position whose tile has pixels (kept in the level's spill, or level 0's image).
+STORED = -1
+#: Grid value of a level-0 position not read yet (it may turn out flat when read).
+UNREAD = -2
 
-    An image with ``region_is_fill(y0, y1, x0, x1)`` and ``fill_value`` is read only where that
-    says a tile holds something (``fills``: its :func:`fill_grid`, computed here when not given);
-    any other array-like is read in strips of ``tile`` rows.
+
+class FlatTable:
+    """Every distinct :class:`Flat` tile of a pyramid, numbered in the order they are met.
+
+    Level grids hold these numbers (``>= 0``); :meth:`pixel_ids` numbers the pixel values, so that
+    tiles of one value but different shapes (edge tiles) are told to be alike.
     """
-    h, w = (int(s) for s in image.shape[:2])
-    if fills is None:
-        fills = fill_grid(image, tile)
+
+    def __init__(self) -> None:
+        self.flats: list[Flat] = []
+        self._ids: dict[tuple[bytes, tuple[int, ...]], int] = {}
+        self._pixels: dict[bytes, int] = {}
+        self._pixel_of: list[int] = []
+
+    def id(self, flat: Flat) -> int:
+        """The number of ``flat``'s content (a new one the first time it is met)."""
+        found = self._ids.get(flat.key)
+        if found is None:
+            found = self._ids[flat.key] = len(self.flats)
+            self.flats.append(flat)
+            self._pixel_of.append(self._pixels.setdefault(flat.key[0], len(self._pixels)))
+        return found
+
+    def pixel_ids(self) -> np.ndarray:
+        """``int32 (len(flats),)``: the number of each flat tile's pixel value."""
+        return np.array(self._pixel_of, dtype=np.int32)
+
+
+def level0_grid(image: Any, tile: int, table: FlatTable, fills: np.ndarray | None) -> np.ndarray:
+    """``int32 (rows, columns)`` of level 0: fill tiles as their :class:`FlatTable` number, the rest :data:`UNREAD`.
+
+    ``fills`` is the image's :func:`fill_grid` (None for a dense image: every position unread).
+    """
+    h, w = int(image.shape[0]), int(image.shape[1])
+    rows, cols = tile_grid((h, w), tile)
+    grid = np.full((rows, cols), UNREAD, dtype=np.int32)
+    if fills is None or not fills.any():
+        return grid
     trailing = tuple(int(s) for s in image.shape[2:])
-    blank: dict[tuple[int, ...], Flat] = {}  # one fill tile per shape (edge tiles are smaller)
-    for row, y0 in enumerate(range(0, h, tile)):
-        y1 = min(h, y0 + tile)
-        strip = None if fills is not None else np.asarray(image[y0:y1])
-        for col, x0 in enumerate(range(0, w, tile)):
-            x1 = min(w, x0 + tile)
-            if fills is not None and fills[row, col]:
-                shape = (y1 - y0, x1 - x0, *trailing)
-                if shape not in blank:
-                    blank[shape] = Flat(np.full(trailing, image.fill_value, dtype=image.dtype), shape)
-                yield blank[shape]
-                continue
-            part = np.asarray(image[y0:y1, x0:x1]) if strip is None else strip[:, x0:x1]
-            yield flat_or_array(part)
+    pixel = np.full(trailing, image.fill_value, dtype=image.dtype)
+    heights = {False: tile, True: h - (rows - 1) * tile}  # by "is the last row"
+    widths = {False: tile, True: w - (cols - 1) * tile}
+    for last_row in (False, True):
+        for last_col in (False, True):
+            rsel = slice(rows - 1, rows) if last_row else slice(0, rows - 1)
+            csel = slice(cols - 1, cols) if last_col else slice(0, cols - 1)
+            part = fills[rsel, csel]
+            if part.any():
+                flat = Flat(pixel, (heights[last_row], widths[last_col], *trailing))
+                grid[rsel, csel][part] = table.id(flat)
+    return grid
+
+
+class ImageTiles:
+    """Level 0's tiles with pixels, read from the image (``(H, W[, C])`` array-like) at tile ``(row, col)``.
+
+    A dense image (no ``region_is_fill``) is read in strips of one tile row, kept while its tiles are read.
+    """
+
+    def __init__(self, image: Any, tile: int, dense: bool) -> None:
+        self.image, self.tile, self.dense = image, tile, dense
+        self.h, self.w = int(image.shape[0]), int(image.shape[1])
+        self._strip: tuple[int, np.ndarray] | None = None
+
+    def get(self, row: int, col: int) -> np.ndarray:
+        """The pixels of tile ``(row, col)`` (the part inside the image)."""
+        y0, x0 = row * self.tile, col * self.tile
+        y1, x1 = min(self.h, y0 + self.tile), min(self.w, x0 + self.tile)
+        if not self.dense:
+            return np.asarray(self.image[y0:y1, x0:x1])
+        if self._strip is None or self._strip[0] != row:
+            self._strip = (row, np.asarray(self.image[y0:y1]))
+        return self._strip[1][:, x0:x1]
 
 
 class TileSpill:
-    """The tiles of one level kept on disk (flat ones only in the index) until they are written.
+    """The tiles with pixels of one level, kept on disk until they are written (flat ones live in the grid).
 
-    Tiles are added in any order and read back with :meth:`tiles` in row-major order.
+    Tiles are added in any order (:meth:`put`) and read back by position (:meth:`get`).
     """
 
-    def __init__(self, folder: Path, shape: tuple[int, ...], tile: int, dtype: np.dtype) -> None:
-        self.shape, self.tile, self.dtype = shape, tile, np.dtype(dtype)
-        self.grid = tile_grid((shape[0], shape[1]), tile)
+    def __init__(self, folder: Path, tile: int, dtype: np.dtype) -> None:
+        self.tile, self.dtype = tile, np.dtype(dtype)
         handle, name = tempfile.mkstemp(prefix="level-", suffix=".tiles", dir=folder)
         self._fd, self._path = handle, Path(name)
         self._size = 0
-        self._index: dict[tuple[int, int], Flat | tuple[int, tuple[int, ...]]] = {}
-        #: Tiles kept with their pixels (not flat).
-        self.stored = 0
+        self._index: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
 
-    def put(self, row: int, col: int, tile: Tile) -> None:
-        """Keep tile ``(row, col)``."""
-        if isinstance(tile, Flat):
-            self._index[(row, col)] = tile
-            return
+    @property
+    def stored(self) -> int:
+        """How many tiles are kept."""
+        return len(self._index)
+
+    def put(self, row: int, col: int, tile: np.ndarray) -> None:
+        """Keep the pixels of tile ``(row, col)``."""
         data = np.ascontiguousarray(tile, dtype=self.dtype)
         os.pwrite(self._fd, data.tobytes(), self._size)
         self._index[(row, col)] = (self._size, tuple(data.shape))
         self._size += data.nbytes
-        self.stored += 1
 
-    def get(self, row: int, col: int) -> Tile:
-        """Tile ``(row, col)`` (a :class:`Flat` tile or a read-only array)."""
-        entry = self._index[(row, col)]
-        if isinstance(entry, Flat):
-            return entry
-        offset, shape = entry
+    def get(self, row: int, col: int) -> np.ndarray:
+        """The pixels of tile ``(row, col)`` (a read-only array)."""
+        offset, shape = self._index[(row, col)]
         count = int(np.prod(shape)) * self.dtype.itemsize
         return np.frombuffer(os.pread(self._fd, count, offset), dtype=self.dtype).reshape(shape)
-
-    def tiles(self) -> Iterator[Tile]:
-        """Every tile in row-major order."""
-        rows, cols = self.grid
-        for row in range(rows):
-            for col in range(cols):
-                yield self.get(row, col)
 
     def close(self) -> None:
         """Remove the scratch file."""
@@ -205,82 +250,134 @@ class TileSpill:
         self._path.unlink(missing_ok=True)
 
 
-class Halver:
-    """Builds the next level's tiles from a level's tiles fed in row-major order (:meth:`add`) into a spill.
+def uniform_blocks(child: np.ndarray, pixel_ids: np.ndarray) -> np.ndarray:
+    """``int32 (parent rows, parent columns)``: the pixel number shared by each 2x2 block of ``child``, else -1.
 
-    Two rows of the level's tiles are held at a time; a parent tile is :func:`reduce2` of its 2x2
-    block of children, or flat without any pixel work when its children are all flat alike.
+    ``child`` is a level grid (flat numbers or negative); a block (smaller at odd edges) is uniform when
+    all its positions hold flat tiles of one pixel value.
+    """
+    pix = np.where(child >= 0, pixel_ids[np.maximum(child, 0)] if len(pixel_ids) else 0, -1)
+    if pix.shape[0] % 2:
+        pix = np.concatenate([pix, pix[-1:]], axis=0)
+    if pix.shape[1] % 2:
+        pix = np.concatenate([pix, pix[:, -1:]], axis=1)
+    blocks = pix.reshape(pix.shape[0] // 2, 2, pix.shape[1] // 2, 2)
+    low, high = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
+    return np.where((low == high) & (low >= 0), low, -1).astype(np.int32)
+
+
+class Halver:
+    """Builds the next level from a level: its grid, and the pixels of the tiles that need them.
+
+    The level's tiles with pixels are fed in row-major order (:meth:`add`); two rows of them are held
+    at a time, and a parent with such a child is :func:`reduce2` of its 2x2 block. :meth:`finish`
+    then settles every other parent from the grids alone: a block of flat tiles of one pixel value
+    makes a flat parent of that value without pixel work (the arithmetic done once per value and
+    shape), and only a block of flat tiles of different values is halved pixel by pixel.
     """
 
-    def __init__(self, shape: tuple[int, ...], tile: int, mode: Downsample, out: TileSpill) -> None:
-        self.shape, self.tile, self.mode, self.out = shape, tile, mode, out
-        self.rows, self.cols = tile_grid((shape[0], shape[1]), tile)
-        self._pair: list[list[Tile]] = []
-        self._count = 0
-        self._flat_parents: dict[tuple[bytes, tuple[int, ...]], Flat] = {}  # flat block -> its flat parent
-        # a 2x2 block of one and the same Flat object (blank background: level0_tiles and this class
-        # hand out one object per content and shape) -> (that object, kept alive so that its id is
-        # not reused, and its parent), found by identity
-        self._same_parent: dict[int, tuple[Flat, Tile]] = {}
+    def __init__(
+        self,
+        grid: np.ndarray,
+        shape: tuple[int, ...],
+        tile: int,
+        mode: Downsample,
+        table: FlatTable,
+        out: TileSpill,
+    ) -> None:
+        self.child, self.shape, self.tile, self.mode, self.table, self.out = grid, shape, tile, mode, table, out
+        self.parent_shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2, *shape[2:])
+        #: The next level's grid: flat numbers, :data:`STORED`, or :data:`UNREAD` while not settled.
+        self.grid = np.full(tile_grid((self.parent_shape[0], self.parent_shape[1]), tile), UNREAD, dtype=np.int32)
+        self._pending: dict[tuple[int, int], np.ndarray] = {}
+        self._parent_row = -1
+        self._flat_parents: dict[tuple[int, int, int], int] = {}  # (pixel id, h, w) -> parent's flat number
 
-    def add(self, tile: Tile) -> None:
-        """Feed the next tile of the level (row-major)."""
-        if self._count % self.cols == 0:
-            self._pair.append([])
-        self._pair[-1].append(tile)
-        self._count += 1
-        if self._count % self.cols == 0 and (len(self._pair) == 2 or self._count == self.rows * self.cols):
-            self._emit_row()
+    def add(self, row: int, col: int, tile: np.ndarray) -> None:
+        """Feed the pixels of the level's tile ``(row, col)``, in row-major order, after its grid entry is final."""
+        if row // 2 != self._parent_row:
+            self._flush()
+            self._parent_row = row // 2
+        self._pending[(row, col)] = tile
 
-    def _emit_row(self) -> None:
-        parent_row = (self._count // self.cols - 1) // 2
-        for col in range(0, self.cols, 2):
-            block = [row[col : col + 2] for row in self._pair]
-            self.out.put(parent_row, col // 2, self._parent(block))
-        self._pair = []
+    def finish(self) -> np.ndarray:
+        """Settle every parent; return the next level's grid (flat numbers and :data:`STORED`)."""
+        self._flush()
+        pixel_ids = self.table.pixel_ids()
+        uniform = uniform_blocks(self.child, pixel_ids)
+        todo = self.grid == UNREAD
+        for pixel in np.unique(uniform[todo & (uniform >= 0)]):
+            for rsel, csel, shape in self._shape_classes():
+                where = todo[rsel, csel] & (uniform[rsel, csel] == pixel)
+                if where.any():
+                    self.grid[rsel, csel][where] = self._flat_parent(int(pixel), shape)
+        for prow, pcol in zip(*np.nonzero(todo & (uniform < 0)), strict=True):
+            self._settle(int(prow), int(pcol))  # flat children of different values
+        return self.grid
 
-    def _parent(self, block: list[list[Tile]]) -> Tile:
-        first = block[0][0]
-        if (
-            isinstance(first, Flat)
-            and len(block) == 2
-            and all(len(row) == 2 and row[0] is row[1] is first for row in block)
-        ):
-            if id(first) not in self._same_parent:
-                self._same_parent[id(first)] = (first, self._any_parent(block))
-            return self._same_parent[id(first)][1]
-        return self._any_parent(block)
+    def _flush(self) -> None:
+        """Settle the parents of the held rows that have a child with pixels."""
+        if not self._pending:
+            return
+        for prow, pcol in sorted({(r // 2, c // 2) for r, c in self._pending}):
+            self._settle(prow, pcol)
+        self._pending.clear()
 
-    def _any_parent(self, block: list[list[Tile]]) -> Tile:
-        tiles = [t for row in block for t in row]
-        if all(isinstance(t, Flat) for t in tiles) and len({t.key[0] for t in tiles}) == 1:
-            heights = sum(row[0].shape[0] for row in block)
-            widths = sum(t.shape[1] for t in block[0])
-            key = (tiles[0].key[0], (heights, widths, *tiles[0].shape[2:]))
-            if key not in self._flat_parents:  # the same per-pixel arithmetic, once per content and size
-                small = np.broadcast_to(tiles[0].pixel, (2, 2, *tiles[0].pixel.shape))
-                pixel = reduce2(np.ascontiguousarray(small), self.mode)[0, 0]
-                shape = ((heights + 1) // 2, (widths + 1) // 2, *tiles[0].shape[2:])
-                self._flat_parents[key] = Flat(np.array(pixel), shape)
-            return self._flat_parents[key]
-        rows = [np.concatenate([_pixels(t) for t in row], axis=1) for row in block]
-        return flat_or_array(reduce2(np.concatenate(rows, axis=0), self.mode))
+    def _settle(self, prow: int, pcol: int) -> None:
+        rows = []
+        for r in range(2 * prow, min(2 * prow + 2, self.child.shape[0])):
+            cols = range(2 * pcol, min(2 * pcol + 2, self.child.shape[1]))
+            rows.append(np.concatenate([self._pixels(r, c) for c in cols], axis=1))
+        parent = flat_or_array(reduce2(np.concatenate(rows, axis=0), self.mode))
+        if isinstance(parent, Flat):
+            self.grid[prow, pcol] = self.table.id(parent)
+        else:
+            self.out.put(prow, pcol, parent)
+            self.grid[prow, pcol] = STORED
 
+    def _pixels(self, row: int, col: int) -> np.ndarray:
+        entry = int(self.child[row, col])
+        if entry >= 0:
+            return self.table.flats[entry].array()
+        return np.asarray(self._pending[(row, col)])
 
-def _pixels(tile: Tile) -> np.ndarray:
-    return tile.array() if isinstance(tile, Flat) else np.asarray(tile)
+    def _shape_classes(self) -> Iterator[tuple[slice, slice, tuple[int, int]]]:
+        """The parent grid split by tile shape: interior, last column, last row, corner (empty parts skipped)."""
+        rows, cols = self.grid.shape
+        h, w = self.parent_shape[0], self.parent_shape[1]
+        for last_row in (False, True):
+            for last_col in (False, True):
+                rsel = slice(rows - 1, rows) if last_row else slice(0, rows - 1)
+                csel = slice(cols - 1, cols) if last_col else slice(0, cols - 1)
+                height = h - (rows - 1) * self.tile if last_row else self.tile
+                width = w - (cols - 1) * self.tile if last_col else self.tile
+                yield rsel, csel, (height, width)
+
+    def _flat_parent(self, pixel: int, shape: tuple[int, int]) -> int:
+        key = (pixel, *shape)
+        if key not in self._flat_parents:  # the same per-pixel arithmetic, once per value and shape
+            child = next(f for f, p in zip(self.table.flats, self.table.pixel_ids(), strict=True) if p == pixel)
+            small = np.broadcast_to(child.pixel, (2, 2, *child.pixel.shape))
+            value = reduce2(np.ascontiguousarray(small), self.mode)[0, 0]
+            self._flat_parents[key] = self.table.id(Flat(np.array(value), (*shape, *self.shape[2:])))
+        return self._flat_parents[key]
 
 
 __all__ = [
+    "STORED",
+    "UNREAD",
     "Downsample",
     "Flat",
+    "FlatTable",
     "Halver",
+    "ImageTiles",
     "Tile",
     "TileSpill",
     "content_tiles",
     "fill_grid",
     "flat_or_array",
-    "level0_tiles",
+    "level0_grid",
     "reduce2",
     "tile_grid",
+    "uniform_blocks",
 ]

@@ -6,8 +6,9 @@ tiffslide both report the levels and ``mpp``. Memory stays bounded: level 0 may 
 that supports slicing (numpy array, ``numpy.memmap``, zarr array, a sparse probability map) and
 reduced levels are built tile by tile from the level before into a scratch file
 (:mod:`mrseg.wsi.pyramid_tiles`); tiles whose pixels are all equal are encoded once and shared
-(:class:`TileDeduper`, :func:`share_tiles`). :func:`write_pyramidal_tiff` is a plan
-(:func:`plan_pyramid`) and one write per level (:func:`write_level`).
+(:class:`mrseg.wsi.tile_sharing.FlatSharing`, :func:`share_flat_tiles`).
+:func:`write_pyramidal_tiff` is a plan (:func:`plan_pyramid`) and one write per level
+(:func:`write_level`).
 
 Reading: :func:`resolution_mpp` turns the resolution tags of any TIFF back into microns per
 pixel (the slide backends' fallback when their own metadata has none), and
@@ -34,15 +35,15 @@ from mrseg.core.atomic import atomic_path
 from mrseg.core.errors import SlideError
 from mrseg.wsi.pyramid_tiles import (
     Downsample,
-    Flat,
+    FlatTable,
     Halver,
-    Tile,
+    ImageTiles,
     TileSpill,
     content_tiles,
     fill_grid,
-    level0_tiles,
-    tile_grid,
+    level0_grid,
 )
+from mrseg.wsi.tile_sharing import FlatSharing, TileSource
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def write_level(
     """Append level ``index`` (tiled, with its resolution tags) to an open TIFF.
 
     ``tiles`` yields the level's ``tile x tile`` tiles in row-major order (zero-padded at the
-    edges), or None for a tile whose bytes are given later by :func:`share_tiles`; ``threads``
+    edges), or None for a tile whose bytes are given later by :func:`share_flat_tiles`; ``threads``
     encode them.
     """
     resolution = plan.px_per_cm / 2**index
@@ -192,46 +193,6 @@ def write_level(
         maxworkers=threads,
         buffersize=ENCODE_BUFFER_BYTES,
     )
-
-
-class TileDeduper:
-    """Gives flat tiles to the TIFF once: the first of each content is encoded, the others point to its bytes.
-
-    :meth:`tiff_tile` turns a tile into what :func:`write_level` takes (a padded array, or None for a
-    repeat); :attr:`repeats` lists ``(page, tile index, source page, source tile index)`` for
-    :func:`share_tiles`.
-    """
-
-    def __init__(self, plan: PyramidPlan) -> None:
-        self.plan = plan
-        self.first: dict[tuple[bytes, tuple[int, ...]], tuple[int, int]] = {}
-        self.repeats: list[tuple[int, int, int, int]] = []
-        self.written = 0
-
-    def tiff_tile(self, page: int, index: int, tile: Tile) -> np.ndarray | None:
-        if isinstance(tile, Flat):
-            source = self.first.setdefault(tile.key, (page, index))
-            if source != (page, index) and index > 0:  # (tifffile needs the first tile of a page as pixels)
-                self.repeats.append((page, index, *source))
-                return None
-            tile = tile.array()
-        self.written += 1
-        t = np.asarray(tile)
-        if t.shape[0] != self.plan.tile or t.shape[1] != self.plan.tile:
-            padded = np.zeros((self.plan.tile, self.plan.tile, *t.shape[2:]), dtype=t.dtype)
-            padded[: t.shape[0], : t.shape[1]] = t
-            t = padded
-        return t.reshape(self.plan.tile, self.plan.tile) if self.plan.grey else t
-
-
-def level_tiles(
-    tiles: Iterator[Tile], page: int, dedup: TileDeduper, halver: Halver | None
-) -> Iterator[np.ndarray | None]:
-    """The TIFF tiles of one level (:meth:`TileDeduper.tiff_tile`), each also fed to the next level's ``halver``."""
-    for index, tile in enumerate(tiles):
-        if halver is not None:
-            halver.add(tile)
-        yield dedup.tiff_tile(page, index, tile)
 
 
 _P = ParamSpec("_P")
@@ -290,29 +251,44 @@ def _release_collector() -> None:
 
 
 @frees_tiff_cycles
-def share_tiles(path: Path, repeats: list[tuple[int, int, int, int]]) -> None:
-    """Point each repeated tile's offset and byte count at its source tile's (in place, after writing)."""
-    if not repeats:
-        return
+def share_flat_tiles(path: Path, sharing: FlatSharing) -> int:
+    """Point each repeated flat tile's offset and byte count at its encoded tile's (in place, after writing).
+
+    Returns how many positions were pointed. The offset arrays are read and written whole, with numpy.
+    """
     with tifffile.TiffFile(path) as tif:
-        pages: list[tifffile.TiffPage] = []
+        tags = []
         for i in range(len(tif.pages)):
             item = tif.pages[i]
             if not isinstance(item, tifffile.TiffPage):
                 raise SlideError(f"{path}: unexpected TIFF frame {i} while sharing tiles")
-            pages.append(item)
-        offsets = [np.array(p.dataoffsets, dtype=np.uint64) for p in pages]
-        counts = [np.array(p.databytecounts, dtype=np.uint64) for p in pages]
-        tags = [(p.tags["TileOffsets"], p.tags["TileByteCounts"]) for p in pages]
-        order = tif.byteorder
-    for page, index, source_page, source_index in repeats:
-        offsets[page][index] = offsets[source_page][source_index]
-        counts[page][index] = counts[source_page][source_index]
+            pair = (item.tags["TileOffsets"], item.tags["TileByteCounts"])
+            tags.append([(t.valueoffset, t.count, f"{tif.byteorder}{_TAG_TYPES[int(t.dtype)]}") for t in pair])
+    shared = 0
     with open(path, "r+b") as fh:
-        for page, (offset_tag, count_tag) in enumerate(tags):
-            for tag, values in ((offset_tag, offsets[page]), (count_tag, counts[page])):
-                fh.seek(tag.valueoffset)
-                fh.write(values.astype(f"{order}{_TAG_TYPES[int(tag.dtype)]}").tobytes())
+        arrays = [[_read_values(fh, *tag) for tag in page] for page in tags]
+        source_offsets = np.zeros(len(sharing.table.flats), dtype=np.uint64)
+        source_counts = np.zeros(len(sharing.table.flats), dtype=np.uint64)
+        for flat, (page, index) in sharing.sources.items():
+            source_offsets[flat] = arrays[page][0][index]
+            source_counts[flat] = arrays[page][1][index]
+        for page, ((offsets, counts), page_tags) in enumerate(zip(arrays, tags, strict=True)):
+            positions, flats = sharing.repeats(page)
+            if not len(positions):
+                continue
+            offsets[positions] = source_offsets[flats]
+            counts[positions] = source_counts[flats]
+            for values, (valueoffset, _, dtype) in zip((offsets, counts), page_tags, strict=True):
+                fh.seek(valueoffset)
+                fh.write(values.astype(dtype).tobytes())
+            shared += len(positions)
+    return shared
+
+
+def _read_values(fh: Any, valueoffset: int, count: int, dtype: str) -> np.ndarray:
+    """``count`` values of TIFF type ``dtype`` at byte ``valueoffset``, as ``uint64``."""
+    fh.seek(valueoffset)
+    return np.frombuffer(fh.read(count * np.dtype(dtype).itemsize), dtype=dtype).astype(np.uint64)
 
 
 def write_pyramidal_tiff(
@@ -366,7 +342,10 @@ def write_pyramidal_tiff(
     and shared: every repeat's tile offset points to the same bytes, which every TIFF reader
     (OpenSlide, tiffslide, tifffile, libtiff) reads as the full tile. Reduced levels are built
     tile by tile from the level before (:class:`mrseg.wsi.pyramid_tiles.Halver`), flat tiles
-    without pixel work, so writing costs time in proportion to the tiles that hold anything.
+    from the level grids alone, and repeats reach tifffile as runs of None
+    (:class:`mrseg.wsi.tile_sharing.FlatSharing`), so mrseg's work is proportional to the tiles
+    that hold anything; what a blank position still costs is tifffile's own loop over the
+    positions (one tile offset each, as the format has; about 0.7 µs).
     """
     shape = tuple(int(s) for s in level0.shape)
     plan = plan_pyramid(
@@ -374,30 +353,34 @@ def write_pyramidal_tiff(
     )
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="mrseg-pyramid-") as scratch, atomic_path(path) as tmp:
-        dedup = TileDeduper(plan)
+        table = FlatTable()
+        sharing = FlatSharing(table, plan.tile, plan.grey)
+        fills = fill_grid(level0, plan.tile)
+        grid = level0_grid(level0, plan.tile, table, fills)
+        tiles: TileSource = ImageTiles(level0, plan.tile, dense=fills is None)
+        content = content_tiles(level0, plan.tile, fills)
         with tifffile.TiffWriter(tmp, bigtiff=plan.bigtiff) as tw:
-            fills = fill_grid(level0, plan.tile)
-            tiles: Iterator[Tile] = level0_tiles(level0, plan.tile, fills)
-            content = content_tiles(level0, plan.tile, fills)
             for index in range(len(plan.shapes)):
-                rows, cols = tile_grid(plan.shapes[index], plan.tile)
-                threads = encode_threads(content, rows * cols)
-                spill = None
+                spill = halver = None
                 if index + 1 < len(plan.shapes):
-                    spill = TileSpill(Path(scratch), plan.level_shape(index + 1), plan.tile, plan.dtype)
-                halver = None if spill is None else Halver(plan.level_shape(index), plan.tile, downsample, spill)
-                write_level(tw, plan, index, level_tiles(tiles, index, dedup, halver), description, threads)
-                if spill is not None:
-                    tiles, content = spill.tiles(), spill.stored
-        share_tiles(tmp, dedup.repeats)
+                    spill = TileSpill(Path(scratch), plan.tile, plan.dtype)
+                    halver = Halver(grid, plan.level_shape(index), plan.tile, downsample, table, spill)
+                stream = sharing.stream(index, grid, tiles, halver)
+                write_level(tw, plan, index, stream, description, encode_threads(content, grid.size))
+                if isinstance(tiles, TileSpill):
+                    tiles.close()
+                if halver is not None and spill is not None:
+                    grid = halver.finish()
+                    tiles, content = spill, spill.stored
+        shared = share_flat_tiles(tmp, sharing)
         log.debug(
             "wrote %s: %d levels, level 0 %s at %.4g mpp, %d tiles encoded, %d shared",
             path,
             len(plan.shapes),
             shape,
             mpp,
-            dedup.written,
-            len(dedup.repeats),
+            sharing.encoded,
+            shared,
         )
     return path
 
