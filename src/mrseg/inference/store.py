@@ -5,7 +5,7 @@
 memory); every other pixel reads as :attr:`ChunkStore.fill_value`. It slices like a numpy array
 (``store[y0:y1, x0:x1]``, ``store[y]``, ``store[:]``) and says which regions hold only the fill
 value (:meth:`ChunkStore.region_is_fill`), so the pyramidal TIFF writer reads and encodes only
-the chunks a slide's tissue touched (:func:`mrseg.wsi.pyramid_tiles.level0_tiles`).
+the chunks a slide's tissue touched (:func:`mrseg.wsi.pyramid_tiles.fill_grid`).
 """
 
 from __future__ import annotations

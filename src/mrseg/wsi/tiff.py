@@ -313,7 +313,7 @@ def write_pyramidal_tiff(
         Level-0 image, ``(H, W)`` or ``(H, W, C)`` (C = 1, 3 or 4), any array-like with slicing.
         RGB(A) images must be ``uint8`` for JPEG compression. An image with
         ``region_is_fill(y0, y1, x0, x1)`` and ``fill_value`` (a sparse map) is read only where
-        it holds something (:func:`mrseg.wsi.pyramid_tiles.level0_tiles`).
+        it holds something (:func:`mrseg.wsi.pyramid_tiles.fill_grid`).
     mpp
         Microns per pixel of ``level0`` (isotropic). Stored as resolution tags in px/cm.
     tile
