@@ -6,7 +6,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,25 @@ def as_the_command_line() -> None:
 def ratio_summary(ratios: list[float]) -> dict[str, Any]:
     """Median and ``[min, max]`` of per-round ratios (this / other), under the keys every result uses."""
     return {"ratio_median": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)]}
+
+
+def run_json_child(script: str | Path, cfg: dict[str, Any], src: str | Path | None = None) -> dict[str, Any]:
+    """Run ``script --_child CFG`` in a fresh interpreter and return the JSON of its last line of output.
+
+    With ``src``, the child imports ``mrseg`` from that folder (``PYTHONPATH``): another checkout to compare with.
+    """
+    env = os.environ if src is None else {**os.environ, "PYTHONPATH": str(src)}
+    cmd = [sys.executable, str(script), "--_child", json.dumps(cfg)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def answered_as_child(args: Any, child: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """In a child started by :func:`run_json_child` (``args._child`` set): print ``child(cfg)`` as JSON and say so."""
+    if not getattr(args, "_child", None):
+        return False
+    print(json.dumps(child(json.loads(args._child))))
+    return True
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:

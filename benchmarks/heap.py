@@ -15,17 +15,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, ratio_summary, write_result
+from common import answered_as_child, machine, ratio_summary, run_json_child, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,12 +73,6 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--_child", json.dumps(cfg)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="tile / patch edge (px)")
@@ -98,8 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args._child:
-        print(json.dumps(child(json.loads(args._child))))
+    if answered_as_child(args, child):
         return
     runs: list[dict[str, Any]] = []
     for mode in args.modes:
@@ -108,7 +99,7 @@ def main() -> None:
             base |= {"batch": args.batch if mode == "inference" else max(1, args.batch // 2), "steps": args.steps}
             for r in range(args.rounds):
                 for side in ("glibc", "kept"):
-                    result = run_child({**base, "side": side})
+                    result = run_json_child(__file__, {**base, "side": side})
                     runs.append({**base, "side": side, "round": r, **result})
                     print(f"{mode} {size} px {side}: {result['samples_per_s']:.1f} samples/s", file=sys.stderr)
     head = f"{'mode':<10}{'px':>5}{'glibc /s':>10}{'kept /s':>10}{'ratio':>8}{'[range]':>14}"

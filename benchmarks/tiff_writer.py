@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, ratio_summary, write_result
+from common import answered_as_child, machine, ratio_summary, run_json_child, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,12 +90,6 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, "sha256": digest, "positions": positions, "content_tiles": block_tiles}
 
 
-def run_child(cfg: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--_child", json.dumps(cfg)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": cfg["src"]})
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["8192", "32768", "65536", "100000x200000"])
@@ -111,8 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args._child:
-        print(json.dumps(child(json.loads(args._child))))
+    if answered_as_child(args, child):
         return
     sides = {"now": str(ROOT / "src")}
     if args.today is not None:
@@ -125,7 +116,8 @@ def main() -> None:
             for r in range(args.rounds):
                 order = list(sides) if r % 2 == 0 else list(sides)[::-1]
                 for side in order:
-                    runs[side].append(run_child({"src": sides[side], "size": size, "block": block}))
+                    cfg = {"src": sides[side], "size": size, "block": block}
+                    runs[side].append(run_json_child(__file__, cfg, sides[side]))
             first = runs["now"][0]
             row: dict[str, Any] = {"size": list(size), "block": block, "positions": first["positions"]}
             row["content_tiles_level0"] = first["content_tiles"]
