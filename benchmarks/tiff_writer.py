@@ -73,6 +73,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
     """One write in this fresh process (``mrseg`` imported from ``cfg["src"]``): wall, CPU, the file's hash."""
     sys.path.insert(0, cfg["src"])
+    from mrseg.wsi.pyramid_tiles import content_tiles, tile_grid
     from mrseg.wsi.tiff import pyramid_shapes, write_pyramidal_tiff
 
     h, w = cfg["size"]
@@ -83,10 +84,8 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
         write_pyramidal_tiff(path, image, 2.0, tile=256, compression="zlib", downsample="mean")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    positions = sum(-(-a // 256) * -(-b // 256) for a, b in pyramid_shapes(h, w, min_size=256))
-    block_tiles = len(range(image.box[0] // 256, -(-image.box[1] // 256))) * len(
-        range(image.box[2] // 256, -(-image.box[3] // 256))
-    )
+    positions = sum(rows * cols for rows, cols in (tile_grid(s, 256) for s in pyramid_shapes(h, w, min_size=256)))
+    block_tiles = content_tiles(image, 256)
     return {"wall_s": wall, "cpu_s": cpu, "sha256": digest, "positions": positions, "content_tiles": block_tiles}
 
 

@@ -139,6 +139,24 @@ STORED = -1
 UNREAD = -2
 
 
+def shape_classes(
+    grid: tuple[int, int], shape: tuple[int, int], tile: int
+) -> Iterator[tuple[slice, slice, tuple[int, int]]]:
+    """A ``(rows, columns)`` tile grid of a ``(height, width)`` level split by tile shape.
+
+    Yields ``(row slice, column slice, (tile height, tile width))`` for the interior, the last column,
+    the last row and the corner, in that order (a part may be empty).
+    """
+    rows, cols = grid
+    for last_row in (False, True):
+        for last_col in (False, True):
+            rsel = slice(rows - 1, rows) if last_row else slice(0, rows - 1)
+            csel = slice(cols - 1, cols) if last_col else slice(0, cols - 1)
+            height = shape[0] - (rows - 1) * tile if last_row else tile
+            width = shape[1] - (cols - 1) * tile if last_col else tile
+            yield rsel, csel, (height, width)
+
+
 class FlatTable:
     """Every distinct :class:`Flat` tile of a pyramid, numbered in the order they are met.
 
@@ -151,6 +169,8 @@ class FlatTable:
         self._ids: dict[tuple[bytes, tuple[int, ...]], int] = {}
         self._pixels: dict[bytes, int] = {}
         self._pixel_of: list[int] = []
+        #: The pixel value (``(c,)`` or ``()``) of each pixel number.
+        self.pixels: list[np.ndarray] = []
 
     def id(self, flat: Flat) -> int:
         """The number of ``flat``'s content (a new one the first time it is met)."""
@@ -158,7 +178,10 @@ class FlatTable:
         if found is None:
             found = self._ids[flat.key] = len(self.flats)
             self.flats.append(flat)
-            self._pixel_of.append(self._pixels.setdefault(flat.key[0], len(self._pixels)))
+            if flat.key[0] not in self._pixels:
+                self._pixels[flat.key[0]] = len(self.pixels)
+                self.pixels.append(flat.pixel)
+            self._pixel_of.append(self._pixels[flat.key[0]])
         return found
 
     def pixel_ids(self) -> np.ndarray:
@@ -178,16 +201,10 @@ def level0_grid(image: Any, tile: int, table: FlatTable, fills: np.ndarray | Non
         return grid
     trailing = tuple(int(s) for s in image.shape[2:])
     pixel = np.full(trailing, image.fill_value, dtype=image.dtype)
-    heights = {False: tile, True: h - (rows - 1) * tile}  # by "is the last row"
-    widths = {False: tile, True: w - (cols - 1) * tile}
-    for last_row in (False, True):
-        for last_col in (False, True):
-            rsel = slice(rows - 1, rows) if last_row else slice(0, rows - 1)
-            csel = slice(cols - 1, cols) if last_col else slice(0, cols - 1)
-            part = fills[rsel, csel]
-            if part.any():
-                flat = Flat(pixel, (heights[last_row], widths[last_col], *trailing))
-                grid[rsel, csel][part] = table.id(flat)
+    for rsel, csel, shape in shape_classes((rows, cols), (h, w), tile):
+        part = fills[rsel, csel]
+        if part.any():
+            grid[rsel, csel][part] = table.id(Flat(pixel, (*shape, *trailing)))
     return grid
 
 
@@ -245,8 +262,11 @@ class TileSpill:
         return np.frombuffer(os.pread(self._fd, count, offset), dtype=self.dtype).reshape(shape)
 
     def close(self) -> None:
-        """Remove the scratch file."""
+        """Remove the scratch file (again: nothing)."""
+        if self._fd < 0:
+            return
         os.close(self._fd)
+        self._fd = -1
         self._path.unlink(missing_ok=True)
 
 
@@ -286,9 +306,9 @@ class Halver:
         out: TileSpill,
     ) -> None:
         self.child, self.shape, self.tile, self.mode, self.table, self.out = grid, shape, tile, mode, table, out
-        self.parent_shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2, *shape[2:])
+        self.parent_hw = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
         #: The next level's grid: flat numbers, :data:`STORED`, or :data:`UNREAD` while not settled.
-        self.grid = np.full(tile_grid((self.parent_shape[0], self.parent_shape[1]), tile), UNREAD, dtype=np.int32)
+        self.grid = np.full(tile_grid(self.parent_hw, tile), UNREAD, dtype=np.int32)
         self._pending: dict[tuple[int, int], np.ndarray] = {}
         self._parent_row = -1
         self._flat_parents: dict[tuple[int, int, int], int] = {}  # (pixel id, h, w) -> parent's flat number
@@ -307,7 +327,7 @@ class Halver:
         uniform = uniform_blocks(self.child, pixel_ids)
         todo = self.grid == UNREAD
         for pixel in np.unique(uniform[todo & (uniform >= 0)]):
-            for rsel, csel, shape in self._shape_classes():
+            for rsel, csel, shape in shape_classes(tile_grid(self.parent_hw, self.tile), self.parent_hw, self.tile):
                 where = todo[rsel, csel] & (uniform[rsel, csel] == pixel)
                 if where.any():
                     self.grid[rsel, csel][where] = self._flat_parent(int(pixel), shape)
@@ -341,23 +361,11 @@ class Halver:
             return self.table.flats[entry].array()
         return np.asarray(self._pending[(row, col)])
 
-    def _shape_classes(self) -> Iterator[tuple[slice, slice, tuple[int, int]]]:
-        """The parent grid split by tile shape: interior, last column, last row, corner (empty parts skipped)."""
-        rows, cols = self.grid.shape
-        h, w = self.parent_shape[0], self.parent_shape[1]
-        for last_row in (False, True):
-            for last_col in (False, True):
-                rsel = slice(rows - 1, rows) if last_row else slice(0, rows - 1)
-                csel = slice(cols - 1, cols) if last_col else slice(0, cols - 1)
-                height = h - (rows - 1) * self.tile if last_row else self.tile
-                width = w - (cols - 1) * self.tile if last_col else self.tile
-                yield rsel, csel, (height, width)
-
     def _flat_parent(self, pixel: int, shape: tuple[int, int]) -> int:
         key = (pixel, *shape)
         if key not in self._flat_parents:  # the same per-pixel arithmetic, once per value and shape
-            child = next(f for f, p in zip(self.table.flats, self.table.pixel_ids(), strict=True) if p == pixel)
-            small = np.broadcast_to(child.pixel, (2, 2, *child.pixel.shape))
+            child = self.table.pixels[pixel]
+            small = np.broadcast_to(child, (2, 2, *child.shape))
             value = reduce2(np.ascontiguousarray(small), self.mode)[0, 0]
             self._flat_parents[key] = self.table.id(Flat(np.array(value), (*shape, *self.shape[2:])))
         return self._flat_parents[key]
@@ -378,6 +386,7 @@ __all__ = [
     "flat_or_array",
     "level0_grid",
     "reduce2",
+    "shape_classes",
     "tile_grid",
     "uniform_blocks",
 ]
